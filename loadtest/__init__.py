@@ -1,0 +1,1 @@
+"""Load tests and benchmarks for smsblast: `python -m loadtest SCENARIO`."""

@@ -1,0 +1,347 @@
+"""One TCP connection of an ESME: the only code that reads and writes its socket.
+
+Theory of operation
+-------------------
+:class:`EsmeConnection` is an ``asyncio.Protocol``. ``data_received`` is the
+bind's single reader: it cuts frames with the session's decoder, completes
+submit_sm requests in the :class:`Window` straight from the frame (the hot path
+skips building a dataclass for submit_sm_resp), and hands every other PDU to
+the sans-IO :class:`Session`, which checks it against the state table.
+
+Writes are batched: ``send_*`` appends bytes to a buffer and, once per event
+loop pass, ``_flush`` hands the whole buffer to the transport in one call (a
+write per PDU costs ~6 us and would halve throughput).
+
+Every request written gets exactly one outcome, delivered through its callback:
+a response (accepted / rejected / retryable by status), a timeout (retryable),
+or, when the connection dies, UNKNOWN if its bytes were handed to the transport
+and RETRYABLE if they were still in our buffer (they never left).
+
+A periodic tick (``tick``, driven by the owning :class:`Bind`) expires requests
+whose response is overdue, sends enquire_link after ``enquire_link_interval`` of
+silence, and closes the connection when an enquire_link goes unanswered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from typing import Any, cast
+
+from smsblast.client.config import BindConfig, BindMode
+from smsblast.client.outcome import OutcomeKind, SubmitOutcome, classify_status
+from smsblast.client.window import Callback, Window
+from smsblast.smpp import pdu as P
+from smsblast.smpp.codec import encode
+from smsblast.smpp.constants import CommandId, Status, status_name
+from smsblast.smpp.errors import RemoteProtocolError
+from smsblast.smpp.fast import SubmitTemplate, submit_sm_resp_message_id
+from smsblast.smpp.session import Role, Session, State, Violation
+
+log = logging.getLogger("smsblast.client")
+
+_SUBMIT_SM_RESP = int(CommandId.SUBMIT_SM_RESP)
+_GENERIC_NACK = int(CommandId.GENERIC_NACK)
+_ACCEPTED = OutcomeKind.ACCEPTED
+
+_BIND_PDU: dict[BindMode, type[P.BindTransmitter | P.BindReceiver | P.BindTransceiver]] = {
+    BindMode.TRANSCEIVER: P.BindTransceiver,
+    BindMode.TRANSMITTER: P.BindTransmitter,
+    BindMode.RECEIVER: P.BindReceiver,
+}
+
+DeliverHandler = Callable[[P.DeliverSm], None]
+
+
+class BindError(Exception):
+    """The SMSC refused the bind (``status``) or did not answer it in time."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class ConnectionClosed(Exception):
+    """The connection is gone; nothing more can be written on it."""
+
+
+class EsmeConnection(asyncio.Protocol):
+    def __init__(self, config: BindConfig, on_deliver: DeliverHandler | None) -> None:
+        self.config = config
+        self.session = Session(Role.ESME, max_pdu_length=config.max_pdu_length)
+        self.window = Window(config.window)
+        self.on_deliver = on_deliver
+        self.stats: dict[str, int] = {
+            "late_responses": 0,
+            "violations": 0,
+            "delivers": 0,
+            "timeouts": 0,
+        }
+        self._loop = asyncio.get_running_loop()
+        self._transport: asyncio.Transport | None = None
+        self._out: list[bytes] = []
+        self._out_seqs: list[int] = []  # submit seqs whose bytes are still in _out
+        self._flush_scheduled = False
+        self._slot_waiter: asyncio.Future[None] | None = None
+        self._control: dict[int, asyncio.Future[P.Pdu]] = {}  # seq -> bind/unbind/enquire
+        self._last_rx = self._loop.time()
+        self._enquire_sent_at: float | None = None
+        self.closed: asyncio.Future[Exception | None] = self._loop.create_future()
+
+    # ------------------------------------------------------------------ protocol
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports are not asyncio.Transport subclasses: cast, don't assert.
+        self._transport = cast(asyncio.Transport, transport)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._transport = None
+        self.session.close()
+        unsent = set(self._out_seqs)
+        self._out.clear()
+        self._out_seqs.clear()
+        reason = f"connection lost: {exc}" if exc else "connection closed"
+        for seq, entry in self.window.fail_all():
+            kind = OutcomeKind.RETRYABLE if seq in unsent else OutcomeKind.UNKNOWN
+            why = "never written: " + reason if seq in unsent else reason
+            entry.callback(entry.context, SubmitOutcome(kind, reason=why))
+        for fut in self._control.values():
+            if not fut.done():
+                fut.set_exception(ConnectionClosed(reason))
+        self._control.clear()
+        self._wake_slot_waiter()
+        if not self.closed.done():
+            self.closed.set_result(exc)
+
+    def data_received(self, data: bytes) -> None:
+        self._last_rx = now = self._loop.time()
+        decoder = self.session._decoder
+        try:
+            decoder.feed(data)
+            window = self.window.pending  # hot path: pop directly
+            for frame in decoder.frames():
+                if frame.command_id == _SUBMIT_SM_RESP:
+                    entry = window.pop(frame.sequence_number, None)
+                    if entry is None:
+                        self.stats["late_responses"] += 1
+                        continue
+                    status = frame.command_status
+                    if status == 0:
+                        outcome = SubmitOutcome(
+                            _ACCEPTED,
+                            submit_sm_resp_message_id(frame.body),
+                            0,
+                            "",
+                            now - entry.sent_at,
+                        )
+                    else:
+                        outcome = SubmitOutcome(
+                            classify_status(status), "", status, "", now - entry.sent_at
+                        )
+                    entry.callback(entry.context, outcome)
+                else:
+                    self._handle_event(self.session.receive_frame(frame), now)
+        except RemoteProtocolError as exc:  # framing lost: close this connection only
+            log.warning("%s: closing, stream unusable: %s", self.config.label(), exc)
+            self.stats["violations"] += 1
+            self.abort()
+        self._wake_slot_waiter()
+
+    def _handle_event(self, event: P.Pdu | Violation, now: float) -> None:
+        if isinstance(event, Violation):
+            self.stats["violations"] += 1
+            log.warning("%s: peer protocol violation: %s", self.config.label(), event.error)
+            if event.reply is not None and self.session.state is not State.CLOSED:
+                self._write(encode(event.reply))
+            if event.fatal:
+                self.abort()
+            return
+        cid = event.command_id
+        if isinstance(event, P.DeliverSm):
+            self.stats["delivers"] += 1
+            if self.on_deliver is not None:
+                self.on_deliver(event)
+            self._write(self.session.send(P.DeliverSmResp(sequence_number=event.sequence_number)))
+        elif isinstance(event, P.EnquireLink):
+            self._write(self.session.send(P.EnquireLinkResp(sequence_number=event.sequence_number)))
+        elif isinstance(event, P.Unbind):
+            self._write(self.session.send(P.UnbindResp(sequence_number=event.sequence_number)))
+            self._flush()
+            self.close_transport()
+        elif cid == _GENERIC_NACK and event.sequence_number in self.window:
+            entry = self.window.complete(event.sequence_number)
+            assert entry is not None
+            status = event.command_status
+            entry.callback(
+                entry.context,
+                SubmitOutcome(
+                    classify_status(status) if status else OutcomeKind.REJECTED,
+                    "",
+                    status,
+                    "generic_nack",
+                    now - entry.sent_at,
+                ),
+            )
+        elif event.command_id == CommandId.ENQUIRE_LINK_RESP:
+            self._enquire_sent_at = None
+            self._resolve_control(event)
+        else:
+            self._resolve_control(event)
+
+    def _resolve_control(self, pdu: P.Pdu) -> None:
+        fut = self._control.pop(pdu.sequence_number, None)
+        if fut is not None and not fut.done():
+            fut.set_result(pdu)
+
+    # ------------------------------------------------------------------ writing
+    def _write(self, data: bytes) -> None:
+        self._out.append(data)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self._loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        if self._out and self._transport is not None:
+            self._transport.write(b"".join(self._out))
+        self._out.clear()
+        self._out_seqs.clear()
+
+    @property
+    def is_bound(self) -> bool:
+        return self.session.state in (State.BOUND_TX, State.BOUND_TRX) or (
+            self.session.state is State.BOUND_RX and self.config.mode is BindMode.RECEIVER
+        )
+
+    @property
+    def can_submit(self) -> bool:
+        return self._transport is not None and self.session.state in (
+            State.BOUND_TX,
+            State.BOUND_TRX,
+        )
+
+    def send_submit(
+        self,
+        template: SubmitTemplate,
+        destination: bytes,
+        short_message: bytes,
+        callback: Callback,
+        context: Any = None,
+        esm_class: int = 0,
+        data_coding: int = 0,
+        tlvs: bytes = b"",
+    ) -> int:
+        """Write one submit_sm; its outcome reaches ``callback(context, outcome)``.
+
+        The caller must have checked ``window.free > 0`` (see ``wait_slot``).
+
+        Raises:
+            ConnectionClosed: not bound for submitting (nothing was written).
+            LocalProtocolError: the message does not fit the PDU.
+        """
+        if not self.can_submit:
+            raise ConnectionClosed(f"{self.config.label()}: not bound for submit")
+        seq = self.session.next_sequence()
+        while seq in self.window:
+            seq = self.session.next_sequence()
+        data = template.encode(seq, destination, short_message, esm_class, data_coding, tlvs)
+        self.window.offer(seq, callback, context, self._loop.time(), self.config.response_timeout)
+        self._out_seqs.append(seq)
+        self._write(data)
+        return seq
+
+    async def wait_slot(self) -> int:
+        """Wait until the window has room (or the connection dies); return free slots."""
+        while self.window.free <= 0 and self._transport is not None:
+            waiter = self._loop.create_future()
+            self._slot_waiter = waiter
+            try:
+                await waiter
+            finally:
+                self._slot_waiter = None
+        if self._transport is None:
+            raise ConnectionClosed(f"{self.config.label()}: connection closed")
+        return self.window.free
+
+    def _wake_slot_waiter(self) -> None:
+        waiter = self._slot_waiter
+        if (
+            waiter is not None
+            and not waiter.done()
+            and (self.window.free > 0 or self._transport is None)
+        ):
+            waiter.set_result(None)
+
+    # ------------------------------------------------------------------ control PDUs
+    async def request(self, pdu_factory: Callable[[int], P.Pdu], timeout: float) -> P.Pdu:
+        """Send a control request (bind, unbind, enquire_link) and await its response."""
+        seq = self.session.next_sequence()
+        fut: asyncio.Future[P.Pdu] = self._loop.create_future()
+        self._control[seq] = fut
+        self._write(self.session.send(pdu_factory(seq)))
+        try:
+            return await asyncio.wait_for(fut, timeout)
+        finally:
+            self._control.pop(seq, None)
+
+    async def bind(self) -> P.Pdu:
+        cfg = self.config
+        cls = _BIND_PDU[cfg.mode]
+        try:
+            resp = await self.request(
+                lambda seq: cls(
+                    sequence_number=seq,
+                    system_id=cfg.system_id,
+                    password=cfg.password,
+                    system_type=cfg.system_type,
+                ),
+                cfg.bind_timeout,
+            )
+        except TimeoutError:
+            raise BindError(f"{cfg.label()}: no bind response in {cfg.bind_timeout}s") from None
+        if resp.command_status != Status.ROK:
+            raise BindError(
+                f"{cfg.label()}: bind refused: {status_name(resp.command_status)}",
+                resp.command_status,
+            )
+        return resp
+
+    async def unbind(self, timeout: float) -> None:
+        if self.session.state not in (State.BOUND_TX, State.BOUND_RX, State.BOUND_TRX):
+            return
+        with contextlib.suppress(TimeoutError, ConnectionClosed):
+            await self.request(lambda seq: P.Unbind(sequence_number=seq), timeout)
+
+    def tick(self, now: float) -> None:
+        """Expire overdue requests; keep the link alive; detect a dead peer."""
+        for entry in self.window.expire(now):
+            self.stats["timeouts"] += 1
+            entry.callback(
+                entry.context,
+                SubmitOutcome(
+                    OutcomeKind.RETRYABLE, reason="response timeout", latency=now - entry.sent_at
+                ),
+            )
+        self._wake_slot_waiter()
+        cfg = self.config
+        if self._enquire_sent_at is not None:
+            if now - self._enquire_sent_at > cfg.response_timeout:
+                log.warning("%s: enquire_link unanswered; closing", cfg.label())
+                self.abort()
+            return
+        if now - self._last_rx >= cfg.enquire_link_interval and self.session.can_send(
+            CommandId.ENQUIRE_LINK
+        ):
+            self._enquire_sent_at = now
+            seq = self.session.next_sequence()
+            self._write(self.session.send(P.EnquireLink(sequence_number=seq)))
+
+    # ------------------------------------------------------------------ teardown
+    def close_transport(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
+
+    def abort(self) -> None:
+        if self._transport is not None:
+            self._transport.abort()
