@@ -299,10 +299,10 @@ class EsmeConnection(asyncio.Protocol):
                 cfg.bind_timeout,
             )
         except TimeoutError:
-            raise BindError(f"{cfg.label()}: no bind response in {cfg.bind_timeout}s") from None
+            raise BindError(f"no bind response in {cfg.bind_timeout}s") from None
         if resp.command_status != Status.ROK:
             raise BindError(
-                f"{cfg.label()}: bind refused: {status_name(resp.command_status)}",
+                f"bind refused: {status_name(resp.command_status)}",
                 resp.command_status,
             )
         return resp

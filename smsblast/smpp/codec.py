@@ -61,10 +61,12 @@ class Frame(NamedTuple):
 
 
 def _encode_cstr(name: str, value: str, limit: int) -> bytes:
+    # Latin-1 both ways: the decoder maps every octet to one code point, so any
+    # decoded PDU re-encodes to the same octets.
     try:
-        raw = value.encode("ascii")
+        raw = value.encode("latin-1")
     except UnicodeEncodeError as exc:
-        raise LocalProtocolError(f"{name} must be ASCII: {value!r}") from exc
+        raise LocalProtocolError(f"{name} must be single-octet (Latin-1) text: {value!r}") from exc
     if len(raw) >= limit:
         raise LocalProtocolError(f"{name} is {len(raw)} octets; at most {limit - 1} allowed")
     if b"\x00" in raw:
@@ -90,9 +92,14 @@ def encode_tlvs(tlvs: Tlvs) -> bytes:
         if value is None:
             continue
         if kind == "cstr":
-            raw = value.encode("ascii") + b"\x00"
+            try:
+                raw = value.encode("latin-1") + b"\x00"
+            except UnicodeEncodeError as exc:
+                raise LocalProtocolError(f"TLV {attr} must be Latin-1 text") from exc
         elif kind == "octets":
             raw = bytes(value)
+            if _size and len(raw) != _size:
+                raise LocalProtocolError(f"TLV {attr} must be {_size} octets, got {len(raw)}")
         else:
             width = {"u8": 1, "u16": 2, "u32": 4}[kind]
             if not 0 <= value < (1 << (8 * width)):
@@ -102,6 +109,8 @@ def encode_tlvs(tlvs: Tlvs) -> bytes:
             raise LocalProtocolError(f"TLV {attr} is {len(raw)} octets; at most 65535")
         out += _TLV_HEADER.pack(tag, len(raw)) + raw
     for tag, raw in tlvs.unknown:
+        if not 0 <= tag <= 0xFFFF or len(raw) > 0xFFFF:
+            raise LocalProtocolError(f"TLV 0x{tag:X}: tag or length ({len(raw)}) out of range")
         out += _TLV_HEADER.pack(tag, len(raw)) + raw
     return bytes(out)
 
@@ -133,6 +142,8 @@ def encode(pdu: Pdu) -> bytes:
     """Encode a whole PDU, header included."""
     if not 0 <= pdu.sequence_number <= 0xFFFFFFFF:
         raise LocalProtocolError(f"sequence_number {pdu.sequence_number} out of range")
+    if not 0 <= pdu.command_status <= 0xFFFFFFFF:
+        raise LocalProtocolError(f"command_status {pdu.command_status} out of range")
     body = encode_body(pdu)
     return (
         _pack_header(
@@ -212,7 +223,9 @@ def decode_pdu(frame: Frame) -> Pdu:
         "sequence_number": frame.sequence_number,
         "command_status": frame.command_status,
     }
-    if not body and frame.command_status != 0 and frame.command_id & RESPONSE_BIT:
+    if not body and frame.command_id & RESPONSE_BIT:
+        # Error responses carry no body (v3.4); some SMSCs also omit an empty
+        # message_id on success. Either way every field keeps its default.
         return cls(**fields)
     offset = 0
     end = len(body)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import struct
 from typing import NamedTuple
 
-from smsblast.smpp.codec import Frame, decode_tlvs, encode_tlvs
+from smsblast.smpp.codec import Frame, decode_pdu, decode_tlvs, encode_tlvs
 from smsblast.smpp.constants import HEADER_LENGTH, MAX_SHORT_MESSAGE, CommandId, Status
 from smsblast.smpp.errors import LocalProtocolError, PduError
 from smsblast.smpp.pdu import NO_TLVS, SubmitSm, Tlvs
@@ -76,21 +76,24 @@ class SubmitTemplate:
             raise LocalProtocolError(f"destination_addr {destination!r} is not a valid address")
         if len(short_message) > MAX_SHORT_MESSAGE:
             raise LocalProtocolError(f"short_message is {len(short_message)} octets; at most 254")
-        body = b"".join(
-            (
-                self._prefix,
-                destination,
-                b"\x00",
-                bytes((esm_class,)),
-                self._mid,
-                bytes((data_coding,)),
-                self._tail,
-                bytes((len(short_message),)),
-                short_message,
-                tlvs,
+        try:
+            body = b"".join(
+                (
+                    self._prefix,
+                    destination,
+                    b"\x00",
+                    bytes((esm_class,)),
+                    self._mid,
+                    bytes((data_coding,)),
+                    self._tail,
+                    bytes((len(short_message),)),
+                    short_message,
+                    tlvs,
+                )
             )
-        )
-        return _pack_header(HEADER_LENGTH + len(body), _SUBMIT_SM, 0, sequence_number) + body
+            return _pack_header(HEADER_LENGTH + len(body), _SUBMIT_SM, 0, sequence_number) + body
+        except (ValueError, struct.error) as exc:
+            raise LocalProtocolError(f"submit_sm field out of range: {exc}") from None
 
 
 def submit_sm_resp_message_id(body: bytes) -> str:
@@ -112,6 +115,20 @@ class SubmitView(NamedTuple):
     tlvs: Tlvs
 
 
+def _field_error(frame: Frame, field: str) -> PduError:
+    """Redo the failed step with the generic decoder, which names the exact fault."""
+    try:
+        decode_pdu(frame)
+    except PduError as exc:
+        return exc
+    return PduError(  # pragma: no cover - decode_pdu rejects whatever the fast path does
+        f"{field}: malformed",
+        command_id=_SUBMIT_SM,
+        sequence_number=frame.sequence_number,
+        status=Status.RINVMSGLEN,
+    )
+
+
 def parse_submit_sm(frame: Frame) -> SubmitView:
     """Parse a submit_sm frame's body quickly.
 
@@ -125,18 +142,26 @@ def parse_submit_sm(frame: Frame) -> SubmitView:
     def bad(msg: str, status: int = Status.RINVMSGLEN) -> PduError:
         return PduError(msg, command_id=_SUBMIT_SM, sequence_number=seq, status=status)
 
+    field = "service_type"
     try:
-        n1 = body.index(b"\x00", 0, 6)  # service_type
-        n2 = body.index(b"\x00", n1 + 3, n1 + 3 + 21)  # source_addr
-        n3 = body.index(b"\x00", n2 + 3, n2 + 3 + 21)  # destination_addr
+        n1 = body.index(b"\x00", 0, 6)
+        field = "source_addr"
+        n2 = body.index(b"\x00", n1 + 3, n1 + 3 + 21)
+        field = "destination_addr"
+        n3 = body.index(b"\x00", n2 + 3, n2 + 3 + 21)
         esm_class = body[n3 + 1]
-        n4 = body.index(b"\x00", n3 + 4, n3 + 4 + 17)  # schedule_delivery_time
-        n5 = body.index(b"\x00", n4 + 1, n4 + 1 + 17)  # validity_period
+        field = "schedule_delivery_time"
+        n4 = body.index(b"\x00", n3 + 4, n3 + 4 + 17)
+        field = "validity_period"
+        n5 = body.index(b"\x00", n4 + 1, n4 + 1 + 17)
+        field = "short_message"
         registered_delivery = body[n5 + 1]
         data_coding = body[n5 + 3]
         sm_length = body[n5 + 5]
     except (ValueError, IndexError):
-        raise bad("submit_sm body truncated or a C-string field too long") from None
+        # The same verdict as codec.decode_pdu: a field with no NUL at all means
+        # the PDU is truncated; a NUL past the limit means the field is too long.
+        raise _field_error(frame, field) from None
     for start, end, status in ((n3 + 4, n4, Status.RINVSCHED), (n4 + 1, n5, Status.RINVEXPIRY)):
         if end - start not in (0, 16):
             raise bad("time field must be empty or 16 characters", status)

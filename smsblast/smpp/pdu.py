@@ -234,8 +234,10 @@ class DeliverSm(_ShortMessage):
 @dataclass(frozen=True, slots=True, kw_only=True)
 class _MessageIdResponse(Pdu):
     BODY: ClassVar[tuple[FieldSpec, ...]] = (("message_id", "cstr", 65),)
+    HAS_TLVS: ClassVar[bool] = True  # SMPP v5.0 lets responses carry TLVs
 
     message_id: str = ""
+    tlvs: Tlvs = NO_TLVS
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

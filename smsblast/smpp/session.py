@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from smsblast.smpp.codec import Frame, FrameDecoder, decode_pdu, encode
 from smsblast.smpp.constants import DEFAULT_MAX_PDU_LENGTH, MAX_SEQUENCE, RESPONSE_BIT, CommandId
 from smsblast.smpp.constants import Status as St
-from smsblast.smpp.errors import FramingError, LocalProtocolError, PduError
+from smsblast.smpp.errors import FramingError, LocalProtocolError, PduError, UnknownCommandError
 from smsblast.smpp.pdu import PDU_BY_COMMAND_ID, GenericNack, Pdu
 
 
@@ -141,6 +141,14 @@ class Session:
         rule = RULES.get(command_id)
         return rule is not None and self.role in rule[0] and self.state in rule[1]
 
+    @staticmethod
+    def is_error_reply(pdu: Pdu) -> bool:
+        """A generic_nack or a response carrying an error status: the answer to a
+        peer's mistake, legal in every state (it changes no state)."""
+        return pdu.command_id == CommandId.GENERIC_NACK or (
+            bool(pdu.command_id & RESPONSE_BIT) and pdu.command_status != St.ROK
+        )
+
     def send(self, pdu: Pdu) -> bytes:
         """Check ``pdu`` against the rules, apply its transition, return its bytes.
 
@@ -149,6 +157,8 @@ class Session:
                 or a field does not fit.
         """
         cid = pdu.command_id
+        if self.is_error_reply(pdu):
+            return encode(pdu)
         if not self.can_send(cid):
             raise LocalProtocolError(
                 f"{self.role.value} may not send {CommandId(cid).name} in state {self.state.value}"
@@ -157,8 +167,13 @@ class Session:
         if cid in BIND_STATE:
             self._pending_bind = (pdu.sequence_number, cid)
         elif cid & RESPONSE_BIT and (cid & ~RESPONSE_BIT) in BIND_STATE:
-            if pdu.command_status == St.ROK:
-                self.state = BIND_STATE[cid & ~RESPONSE_BIT]
+            request = cid & ~RESPONSE_BIT
+            if self._pending_bind != (pdu.sequence_number, request):
+                raise LocalProtocolError(
+                    f"{CommandId(cid).name} seq {pdu.sequence_number} answers no bind received"
+                )
+            self._pending_bind = None
+            self.state = BIND_STATE[request]
         elif cid == CommandId.UNBIND or cid == CommandId.UNBIND_RESP:
             self.state = State.UNBOUND
         return data
@@ -187,6 +202,10 @@ class Session:
         cid = frame.command_id
         try:
             pdu = decode_pdu(frame)
+        except UnknownCommandError as exc:  # v3.4 4.3: generic_nack, whatever bit 31 says
+            return Violation(
+                exc, GenericNack(sequence_number=frame.sequence_number, command_status=exc.status)
+            )
         except PduError as exc:
             is_request = not cid & RESPONSE_BIT
             reply = error_reply(cid, frame.sequence_number, exc.status) if is_request else None
@@ -194,16 +213,15 @@ class Session:
         roles, states = RULES[cid]
         peer = Role.SMSC if self.role is Role.ESME else Role.ESME
         if peer not in roles or self.state not in states:
+            already = cid in BIND_STATE and self.state in BOUND
             exc2 = PduError(
                 f"peer sent {CommandId(cid).name} in state {self.state.value}",
                 command_id=cid,
                 sequence_number=frame.sequence_number,
-                status=St.RINVBNDSTS,
+                status=St.RALYBND if already else St.RINVBNDSTS,
             )
             reply = (
-                None
-                if cid & RESPONSE_BIT
-                else error_reply(cid, frame.sequence_number, St.RINVBNDSTS)
+                None if cid & RESPONSE_BIT else error_reply(cid, frame.sequence_number, exc2.status)
             )
             return Violation(exc2, reply)
         self._apply_received(pdu)
@@ -211,7 +229,9 @@ class Session:
 
     def _apply_received(self, pdu: Pdu) -> None:
         cid = pdu.command_id
-        if cid & RESPONSE_BIT and (cid & ~RESPONSE_BIT) in BIND_STATE:
+        if cid in BIND_STATE:  # SMSC: remember which bind the response must answer
+            self._pending_bind = (pdu.sequence_number, cid)
+        elif cid & RESPONSE_BIT and (cid & ~RESPONSE_BIT) in BIND_STATE:
             pending = self._pending_bind
             if (
                 pending is not None

@@ -1,0 +1,36 @@
+"""The `smsblast` command: one subcommand per job, each defined in its own module."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from smsblast import __version__, send
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="smsblast", description="Bulk SMS blast engine for mobile operators."
+    )
+    parser.add_argument("--version", action="version", version=f"smsblast {__version__}")
+    parser.add_argument(
+        "--log-level", default="WARNING", choices=("DEBUG", "INFO", "WARNING", "ERROR")
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    send.add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    code: int = args.func(args)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
