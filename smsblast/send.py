@@ -21,7 +21,14 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from smsblast.client import Bind, BindConfig, BindMode, OutcomeKind, SubmitOutcome
+from smsblast.client import (
+    Bind,
+    BindConfig,
+    BindError,
+    BindMode,
+    OutcomeKind,
+    SubmitOutcome,
+)
 from smsblast.msisdn import InvalidMsisdn, normalize_msisdn
 from smsblast.smpp import pdu as P
 from smsblast.smpp.codec import encode_tlvs
@@ -208,8 +215,8 @@ async def run_send(req: SendRequest) -> SendReport:
     async with Bind(config, on_deliver=tracker.on_deliver) as bind:
         try:
             await bind.wait_ready(req.bind_timeout)
-        except TimeoutError:
-            report.bind_error = str(bind.last_error or "timed out waiting for the bind")
+        except (TimeoutError, BindError) as exc:
+            report.bind_error = str(bind.last_error or exc)
             report.total_seconds = time.perf_counter() - started
             return report
         submit_started = time.perf_counter()

@@ -28,7 +28,7 @@ import socket
 from collections.abc import Callable
 from typing import Any
 
-from smsblast.client.config import BindConfig
+from smsblast.client.config import BindConfig, BindMode
 from smsblast.client.connection import (
     BindError,
     ConnectionClosed,
@@ -66,6 +66,7 @@ class Bind:
         self._rng = rng or random.Random()
         self._conn: EsmeConnection | None = None
         self._ready = asyncio.Event()
+        self._refused = asyncio.Event()  # set while the SMSC refuses our credentials
         self._stopping = False
         self._supervisor: asyncio.Task[None] | None = None
         self.last_error: Exception | None = None
@@ -95,8 +96,27 @@ class Bind:
         return self._conn
 
     async def wait_ready(self, timeout: float | None = None) -> None:
-        """Wait until bound. Raises TimeoutError, or the last BindError if stopping."""
-        await asyncio.wait_for(self._ready.wait(), timeout)
+        """Wait until bound.
+
+        Raises:
+            BindError: the SMSC refused the bind (wrong password, unknown
+                system_id, bind failure): no point waiting out the timeout.
+            TimeoutError: not bound within ``timeout`` (SMSC down, slow, ...).
+        """
+        ready = asyncio.ensure_future(self._ready.wait())
+        refused = asyncio.ensure_future(self._refused.wait())
+        try:
+            done, _ = await asyncio.wait(
+                {ready, refused}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            ready.cancel()
+            refused.cancel()
+        if self._ready.is_set():
+            return
+        if refused in done and isinstance(self.last_error, BindError):
+            raise self.last_error
+        raise TimeoutError(f"{self.config.label()}: not bound within {timeout}s")
 
     async def _supervise(self) -> None:
         cfg = self.config
@@ -111,6 +131,7 @@ class Bind:
                 self.stats["binds"] += 1
                 attempt = 0
                 self.last_error = None
+                self._refused.clear()
                 self._conn = conn
                 self._ready.set()
                 self._notify(True)
@@ -124,6 +145,8 @@ class Bind:
                 self.last_error = exc
                 if isinstance(exc, BindError):
                     self.stats["bind_failures"] += 1
+                    if exc.status in BIND_FAILURE_STATUSES:
+                        self._refused.set()
                 log.warning("%s: %s", cfg.label(), exc or type(exc).__name__)
                 if conn is not None:
                     conn.abort()
@@ -165,7 +188,8 @@ class Bind:
 
     async def _serve(self, conn: EsmeConnection, loop: asyncio.AbstractEventLoop) -> None:
         """Drive the connection's timers until it closes."""
-        period = max(0.01, min(1.0, self.config.response_timeout / 10))
+        cfg = self.config
+        period = max(0.01, min(1.0, cfg.response_timeout / 10, cfg.enquire_link_interval / 4))
         while not conn.closed.done():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(conn.closed), period)
@@ -205,6 +229,8 @@ class Bind:
         while True:
             if self._stopping:
                 raise ConnectionClosed(f"{self.config.label()}: closing")
+            if self.config.mode is BindMode.RECEIVER:
+                raise ConnectionClosed(f"{self.config.label()}: a receiver bind cannot submit")
             await self._ready.wait()
             conn = self._conn
             if conn is None:

@@ -84,10 +84,11 @@ class EsmeConnection(asyncio.Protocol):
         self._out: list[bytes] = []
         self._out_seqs: list[int] = []  # submit seqs whose bytes are still in _out
         self._flush_scheduled = False
-        self._slot_waiter: asyncio.Future[None] | None = None
+        self._slot_waiters: list[asyncio.Future[None]] = []
         self._control: dict[int, asyncio.Future[P.Pdu]] = {}  # seq -> bind/unbind/enquire
         self._last_rx = self._loop.time()
         self._enquire_sent_at: float | None = None
+        self._enquire_seq = 0
         self.closed: asyncio.Future[Exception | None] = self._loop.create_future()
 
     # ------------------------------------------------------------------ protocol
@@ -169,6 +170,9 @@ class EsmeConnection(asyncio.Protocol):
             self._write(self.session.send(P.UnbindResp(sequence_number=event.sequence_number)))
             self._flush()
             self.close_transport()
+        elif cid == _GENERIC_NACK and event.sequence_number == self._enquire_seq:
+            # Some older SMSCs nack enquire_link: the link is alive all the same.
+            self._enquire_sent_at = None
         elif cid == _GENERIC_NACK and event.sequence_number in self.window:
             entry = self.window.complete(event.sequence_number)
             assert entry is not None
@@ -203,8 +207,13 @@ class EsmeConnection(asyncio.Protocol):
 
     def _flush(self) -> None:
         self._flush_scheduled = False
-        if self._out and self._transport is not None:
-            self._transport.write(b"".join(self._out))
+        transport = self._transport
+        if transport is None or transport.is_closing():
+            # The bytes would be dropped silently: keep them, so connection_lost
+            # reports these submits as never written (RETRYABLE), not UNKNOWN.
+            return
+        if self._out:
+            transport.write(b"".join(self._out))
         self._out.clear()
         self._out_seqs.clear()
 
@@ -252,26 +261,29 @@ class EsmeConnection(asyncio.Protocol):
         return seq
 
     async def wait_slot(self) -> int:
-        """Wait until the window has room (or the connection dies); return free slots."""
+        """Wait until the window has room (or the connection dies); return free slots.
+
+        Any number of tasks may wait; every waiter is woken when slots free up
+        and re-checks, so none is left behind."""
         while self.window.free <= 0 and self._transport is not None:
-            waiter = self._loop.create_future()
-            self._slot_waiter = waiter
+            waiter: asyncio.Future[None] = self._loop.create_future()
+            self._slot_waiters.append(waiter)
             try:
                 await waiter
             finally:
-                self._slot_waiter = None
+                if waiter in self._slot_waiters:
+                    self._slot_waiters.remove(waiter)
         if self._transport is None:
             raise ConnectionClosed(f"{self.config.label()}: connection closed")
         return self.window.free
 
     def _wake_slot_waiter(self) -> None:
-        waiter = self._slot_waiter
-        if (
-            waiter is not None
-            and not waiter.done()
-            and (self.window.free > 0 or self._transport is None)
-        ):
-            waiter.set_result(None)
+        if not self._slot_waiters or (self.window.free <= 0 and self._transport is not None):
+            return
+        waiters, self._slot_waiters = self._slot_waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
 
     # ------------------------------------------------------------------ control PDUs
     async def request(self, pdu_factory: Callable[[int], P.Pdu], timeout: float) -> P.Pdu:
@@ -334,7 +346,7 @@ class EsmeConnection(asyncio.Protocol):
             CommandId.ENQUIRE_LINK
         ):
             self._enquire_sent_at = now
-            seq = self.session.next_sequence()
+            self._enquire_seq = seq = self.session.next_sequence()
             self._write(self.session.send(P.EnquireLink(sequence_number=seq)))
 
     # ------------------------------------------------------------------ teardown
