@@ -6,7 +6,8 @@ import argparse
 import logging
 import sys
 
-from smsblast import __version__, send
+from smsblast import __version__, demo, send
+from smsblast.simulator import cli as simulator_cli
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -19,6 +20,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     send.add_parser(sub)
+    simulate = sub.add_parser(
+        "simulate",
+        help="run the SMSC simulator for QA and load tests",
+        description=simulator_cli.__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    simulator_cli.add_arguments(simulate)
+    simulate.set_defaults(func=simulator_cli.run_from_args)
+    demo.add_parser(sub)
     return parser
 
 

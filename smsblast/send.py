@@ -374,10 +374,15 @@ def request_from_args(args: argparse.Namespace) -> SendRequest:
 
 
 def format_report(req: SendRequest, rep: SendReport) -> str:
-    lines = [
+    title = (
         f"smsblast send: {rep.messages} message(s), {rep.parts} part(s) "
-        f"via {req.host}:{req.port} as {req.system_id}",
-    ]
+        f"via {req.host}:{req.port} as {req.system_id}"
+    )
+    return format_summary(title, rep, req.wait_dlr > 0)
+
+
+def format_summary(title: str, rep: SendReport, receipts: bool) -> str:
+    lines = [title]
     if rep.bind_error:
         lines.append(f"  BIND FAILED   {rep.bind_error}")
         return "\n".join(lines)
@@ -388,7 +393,7 @@ def format_report(req: SendRequest, rep: SendReport) -> str:
     lines.append(
         f"  rate        {rep.submit_rate:>10,.0f} submit/s over {rep.submit_seconds:.3f} s"
     )
-    if req.wait_dlr > 0:
+    if receipts:
         states = ", ".join(f"{k} {v:,}" for k, v in sorted(rep.receipts.items())) or "none"
         lines.append(f"  receipts    {states}")
         lines.append(
