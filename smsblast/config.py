@@ -1,0 +1,919 @@
+"""Engine configuration (``config/smsblast.yaml``) and campaigns (``campaigns.yaml``).
+
+Theory of operation
+-------------------
+Both files are YAML validated by frozen pydantic models that forbid unknown keys. The two
+loaders, :func:`load_engine_config` and :func:`load_campaigns`, are the only functions here
+that read files on their own; every problem they find becomes one :class:`ConfigError` whose
+text has one line per problem::
+
+    config/smsblast.yaml: routes.telkomsel.smscs.0.port: Input should be ... (got 70000)
+    campaigns.yaml: campaigns.0.template: position 5: attribute access in placeholder ...
+    campaigns.yaml: line 7, column 3: invalid YAML: could not find expected ':'
+
+so the engine can refuse to start before it has touched Kafka or an SMSC.
+
+Secrets never live in these files: an SMSC names an environment variable (``password_env``) or
+a file (``password_file``), Kafka SASL names an environment variable (``sasl_password_env``),
+and they are read when asked for (:meth:`SmscConfig.password`,
+:meth:`KafkaConfig.aiokafka_kwargs`, :meth:`EngineConfig.check_secrets`), never at load time.
+Relative paths (password files, CA files, the ledger) are relative to the working directory.
+
+YAML pitfalls handled here: a key written twice in one mapping is an error (PyYAML would
+silently keep the last one, losing, say, a whole route), and prefixes or numeric senders
+written as unquoted numbers are refused with a hint to quote them (YAML reads ``0811`` as the
+octal number 521).
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+import ssl
+from collections.abc import Hashable, Iterable, Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any, Final, Literal, TypeVar
+
+import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from smsblast.client.config import BindConfig, BindMode
+from smsblast.msisdn import InvalidMsisdn, normalize_msisdn
+from smsblast.render import OnMissing, Template, compile_template
+from smsblast.smpp.receipt import IdFormat
+from smsblast.smpp.text import ConcatMode, EncodingPolicy, TextEncodingError, count_parts
+
+__all__ = [
+    "CONFIG_ENV",
+    "DEFAULT_CAMPAIGNS_PATH",
+    "DEFAULT_CONFIG_PATH",
+    "Campaign",
+    "CampaignsFile",
+    "ConfigError",
+    "EngineConfig",
+    "KafkaConfig",
+    "LedgerConfig",
+    "MetricsConfig",
+    "OptOutConfig",
+    "RouteConfig",
+    "SmscConfig",
+    "format_duration",
+    "load_campaigns",
+    "load_engine_config",
+    "parse_duration",
+    "sender_ton_npi",
+]
+
+CONFIG_ENV: Final = "SMSBLAST_CONFIG"
+DEFAULT_CONFIG_PATH: Final = "config/smsblast.yaml"
+DEFAULT_CAMPAIGNS_PATH: Final = "campaigns.yaml"
+
+
+# --- errors --------------------------------------------------------------------------------
+
+
+class ConfigError(Exception):
+    """Invalid configuration: ``problems`` is a tuple of ``(location, problem)``.
+
+    ``location`` is a dotted key path (``routes.telkomsel.smscs.0.port``), a YAML position
+    (``line 3, column 7``) or ``""`` for the file as a whole. ``str()`` gives one line per
+    problem, ``"<file>: <location>: <problem>"`` (parts that are empty are left out).
+
+    ``ConfigError("some message")`` (no ``problems``) is a ready-made one-line message:
+    ``file`` is then ``None`` and ``problems`` is ``(("", "some message"),)``.
+    """
+
+    def __init__(
+        self,
+        file: str | os.PathLike[str] | None,
+        problems: Iterable[tuple[str, str]] | None = None,
+    ) -> None:
+        if problems is None:
+            message = "" if file is None else os.fspath(file)
+            self.file: str | None = None
+            self.problems: tuple[tuple[str, str], ...] = (("", message),)
+        else:
+            self.file = None if file is None else os.fspath(file)
+            self.problems = tuple(problems)
+        super().__init__(
+            "\n".join(
+                ": ".join(part for part in (self.file, location, problem) if part)
+                for location, problem in self.problems
+            )
+        )
+
+
+# --- reusable field types ------------------------------------------------------------------
+
+_DURATION = re.compile(r"(?:([0-9]{1,6})d)?(?:([0-9]{1,7})h)?(?:([0-9]{1,9})m)?(?:([0-9]{1,9})s)?")
+_UNITS: Final = (86_400, 3_600, 60, 1)
+
+
+def parse_duration(value: object) -> timedelta:
+    """Parse ``"24h"``, ``"90m"``, ``"2d"``, ``"3600s"`` or a combination in that order
+    (``"1h30m"``, ``"1d12h"``) into a ``timedelta``; a ``timedelta`` passes through.
+
+    Raises:
+        ValueError: anything else, bare numbers included (a unit is always required).
+    """
+    if isinstance(value, timedelta):
+        return value
+    if isinstance(value, str):
+        match = _DURATION.fullmatch(value.strip())
+        if match is not None and any(match.groups()):
+            seconds = sum(
+                int(amount) * unit
+                for amount, unit in zip(match.groups(), _UNITS, strict=True)
+                if amount
+            )
+            return timedelta(seconds=seconds)
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        raise ValueError(f"{value!r} has no unit: write a duration like 90s, 10m, 24h or 2d")
+    raise ValueError(f"{value!r} is not a duration like 90s, 10m, 24h, 2d or 1h30m")
+
+
+def format_duration(value: timedelta) -> str:
+    """The shortest spelling :func:`parse_duration` reads back (``timedelta(hours=24)`` ->
+    ``"1d"``, ``timedelta(seconds=90)`` -> ``"1m30s"``, zero -> ``"0s"``)."""
+    remaining = int(value.total_seconds())
+    text = ""
+    for suffix, unit in zip("dhms", _UNITS, strict=True):
+        amount, remaining = divmod(remaining, unit)
+        if amount:
+            text += f"{amount}{suffix}"
+    return text or "0s"
+
+
+Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+_SLUG = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
+
+
+def _check_name(name: str) -> str:
+    if not _NAME.fullmatch(name):
+        raise ValueError(
+            f"{name!r} is not a name: 1-64 letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit"
+        )
+    return name
+
+
+def _check_slug(name: str) -> str:
+    if not _SLUG.fullmatch(name):
+        raise ValueError(
+            f"{name!r} is not a campaign name: 1-64 lowercase letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit"
+        )
+    return name
+
+
+Name = Annotated[str, AfterValidator(_check_name)]
+"""Route and SMSC names: used in metric labels and logs."""
+
+_TOPIC = re.compile(r"[A-Za-z0-9._-]{1,249}")
+
+
+def _check_topic(topic: str) -> str:
+    if not _TOPIC.fullmatch(topic) or topic in (".", ".."):
+        raise ValueError(
+            f"{topic!r} is not a Kafka topic name (1-249 of letters, digits, '.', '_', '-')"
+        )
+    return topic
+
+
+Topic = Annotated[str, AfterValidator(_check_topic)]
+
+
+def _quoted_digits(what: str) -> Any:
+    """A before-validator refusing YAML numbers where a digit string is meant."""
+
+    def check(value: object) -> object:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            raise ValueError(
+                f'write {what} as a quoted string ("{value}"): YAML drops leading zeros '
+                "of unquoted numbers and reads 0811 as the octal number 521"
+            )
+        return value
+
+    return BeforeValidator(check)
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --- engine configuration ------------------------------------------------------------------
+
+SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
+_ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
+
+
+def _read_env_secret(variable: str, location: str, what: str) -> str:
+    value = os.environ.get(variable, "")
+    if not value:
+        raise ConfigError(
+            None, [(location, f"environment variable {variable} ({what}) is not set or empty")]
+        )
+    return value
+
+
+class KafkaConfig(_Model):
+    """Kafka connection settings, passed to aiokafka via :meth:`aiokafka_kwargs`."""
+
+    bootstrap_servers: list[str] = Field(min_length=1)
+    security_protocol: SecurityProtocol = "PLAINTEXT"
+    sasl_mechanism: SaslMechanism | None = None
+    sasl_username: str | None = None
+    sasl_password_env: Annotated[str, Field(pattern=_ENV_NAME)] | None = None
+    ssl_cafile: str | None = None
+    client_id: str = Field(default="smsblast", min_length=1)
+
+    @field_validator("bootstrap_servers", mode="before")
+    @classmethod
+    def _split_servers(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [server.strip() for server in value.split(",") if server.strip()]
+        return value
+
+    @field_validator("bootstrap_servers")
+    @classmethod
+    def _check_servers(cls, servers: list[str]) -> list[str]:
+        for server in servers:
+            if not server or any(char.isspace() for char in server):
+                raise ValueError(f"{server!r} is not a host:port address")
+        return servers
+
+    @model_validator(mode="after")
+    def _check_security(self) -> KafkaConfig:
+        sasl = self.security_protocol.startswith("SASL_")
+        sasl_keys = {
+            "sasl_mechanism": self.sasl_mechanism,
+            "sasl_username": self.sasl_username,
+            "sasl_password_env": self.sasl_password_env,
+        }
+        if sasl:
+            missing = [key for key, value in sasl_keys.items() if value is None]
+            if missing:
+                raise ValueError(
+                    f"security_protocol {self.security_protocol} needs {', '.join(missing)}"
+                )
+        else:
+            given = [key for key, value in sasl_keys.items() if value is not None]
+            if given:
+                raise ValueError(
+                    f"{', '.join(given)} given but security_protocol is "
+                    f"{self.security_protocol}; use SASL_PLAINTEXT or SASL_SSL"
+                )
+        if self.ssl_cafile is not None and not self.security_protocol.endswith("SSL"):
+            raise ValueError(
+                f"ssl_cafile given but security_protocol is {self.security_protocol}; "
+                "use SSL or SASL_SSL"
+            )
+        return self
+
+    def sasl_password(self) -> str | None:
+        """The SASL password from ``sasl_password_env`` (``None`` without SASL).
+
+        Raises:
+            ConfigError: the environment variable is unset or empty.
+        """
+        if self.sasl_password_env is None:
+            return None
+        return _read_env_secret(
+            self.sasl_password_env, "kafka.sasl_password_env", "Kafka SASL password"
+        )
+
+    def aiokafka_kwargs(self) -> dict[str, Any]:
+        """Connection keyword arguments for ``AIOKafkaConsumer``, ``AIOKafkaProducer`` and
+        ``AIOKafkaAdminClient``, to combine with ``bootstrap_servers=self.bootstrap_servers``.
+
+        ``bootstrap_servers`` itself is NOT included (callers pass it explicitly, next to their
+        own settings). ``client_id`` and ``security_protocol`` always; with SASL also
+        ``sasl_mechanism``, ``sasl_plain_username`` and ``sasl_plain_password`` (aiokafka uses
+        the ``plain`` names for SCRAM too), the password read from its environment variable now;
+        with SSL or SASL_SSL an ``ssl_context`` from ``aiokafka.helpers.create_ssl_context``
+        (system CAs, or ``ssl_cafile``).
+
+        Raises:
+            ConfigError: the SASL password variable is unset or empty.
+        """
+        kwargs: dict[str, Any] = {
+            "client_id": self.client_id,
+            "security_protocol": self.security_protocol,
+        }
+        if self.sasl_mechanism is not None:
+            kwargs["sasl_mechanism"] = self.sasl_mechanism
+            kwargs["sasl_plain_username"] = self.sasl_username
+            kwargs["sasl_plain_password"] = self.sasl_password()
+        if self.security_protocol.endswith("SSL"):
+            from aiokafka.helpers import create_ssl_context
+
+            kwargs["ssl_context"] = create_ssl_context(cafile=self.ssl_cafile)
+        return kwargs
+
+
+class LedgerConfig(_Model):
+    path: str = Field(default="smsblast-ledger.sqlite", min_length=1)
+
+
+class MetricsConfig(_Model):
+    """``listen``: ``"host:port"`` (``"[::1]:9464"`` for IPv6) for the metrics endpoint, or
+    ``None`` for no endpoint."""
+
+    listen: str | None = None
+
+    @field_validator("listen")
+    @classmethod
+    def _check_listen(cls, listen: str | None) -> str | None:
+        if listen is not None:
+            _split_host_port(listen)
+        return listen
+
+    def listen_address(self) -> tuple[str, int] | None:
+        """``(host, port)`` of ``listen`` (IPv6 brackets removed), or ``None``."""
+        return None if self.listen is None else _split_host_port(self.listen)
+
+
+def _split_host_port(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ValueError(f"{text!r} is not host:port with a port in 1..65535")
+    return host, int(port)
+
+
+class OptOutConfig(_Model):
+    """Where refusals (opt-outs) come from: a file of numbers and/or a Kafka topic."""
+
+    file: str | None = None
+    topic: Topic | None = None
+
+
+BindModeName = Literal["transceiver", "transmitter+receiver", "transmitter"]
+
+
+def sender_ton_npi(sender: str) -> tuple[int, int]:
+    """``(source_addr_ton, source_addr_npi)`` for a sender: all digits -> ``(1, 1)``
+    (international, ISDN), anything else (alphanumeric) -> ``(5, 0)``."""
+    return (1, 1) if sender.isascii() and sender.isdigit() else (5, 0)
+
+
+class SmscConfig(_Model):
+    """One SMSC account of a route.
+
+    ``binds`` sessions are opened to it, each paced at ``tps_per_bind`` submits per second
+    with up to ``window`` unanswered submits. The password comes from ``password_env`` or
+    ``password_file`` (exactly one); an inline ``password`` key is refused.
+    """
+
+    name: Name | None = None
+    host: str = Field(min_length=1)
+    port: int = Field(ge=1, le=65535)
+    tls: bool = False
+    tls_ca_file: str | None = None
+    system_id: str = Field(min_length=1, max_length=15)
+    password_env: Annotated[str, Field(pattern=_ENV_NAME)] | None = None
+    password_file: str | None = Field(default=None, min_length=1)
+    system_type: str = Field(default="", max_length=12)
+    bind_mode: BindModeName = "transceiver"
+    binds: int = Field(default=1, ge=1)
+    tps_per_bind: float = Field(gt=0)
+    window: int = Field(default=10, ge=1, le=1000)
+    msg_id_format: IdFormat = IdFormat.HEX
+    receipt_id_format: IdFormat | None = None
+    source_ton: int | None = Field(default=None, ge=0, le=6)
+    source_npi: int | None = Field(default=None, ge=0, le=18)
+    dest_ton: int = Field(default=1, ge=0, le=6)
+    dest_npi: int = Field(default=1, ge=0, le=18)
+    enquire_link_interval: float = Field(default=30.0, gt=0)
+    response_timeout: float = Field(default=30.0, gt=0)
+
+    @model_validator(mode="after")
+    def _check(self) -> SmscConfig:
+        if (self.password_env is None) == (self.password_file is None):
+            raise ValueError(
+                "exactly one of password_env (an environment variable) or password_file "
+                "(a file holding the password) is required"
+            )
+        if self.tls_ca_file is not None and not self.tls:
+            raise ValueError("tls_ca_file given but tls is false")
+        return self
+
+    @property
+    def label(self) -> str:
+        return self.name or f"{self.system_id}@{self.host}:{self.port}"
+
+    @property
+    def receipt_format(self) -> IdFormat:
+        """How receipts write message ids: ``receipt_id_format``, else ``msg_id_format``."""
+        return self.receipt_id_format or self.msg_id_format
+
+    def source_ton_npi(self, sender: str) -> tuple[int, int]:
+        """``(ton, npi)`` for ``sender``: the configured values, else :func:`sender_ton_npi`."""
+        ton, npi = sender_ton_npi(sender)
+        return (
+            ton if self.source_ton is None else self.source_ton,
+            npi if self.source_npi is None else self.source_npi,
+        )
+
+    def password(self) -> str:
+        """The bind password, read now from ``password_env`` or ``password_file``.
+
+        A password file's trailing newline is dropped (other whitespace is kept).
+
+        Raises:
+            ConfigError: the variable is unset or empty, or the file is unreadable or empty;
+                the message names the variable or file and the SMSC.
+        """
+        if self.password_env is not None:
+            return _read_env_secret(
+                self.password_env, "password_env", f"password of SMSC {self.label}"
+            )
+        assert self.password_file is not None  # guaranteed by validation
+        try:
+            with open(self.password_file, encoding="utf-8") as handle:
+                secret = handle.read().rstrip("\r\n")
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            raise ConfigError(
+                None,
+                [
+                    (
+                        "password_file",
+                        f"cannot read {self.password_file} (password of SMSC {self.label}): "
+                        f"{reason}",
+                    )
+                ],
+            ) from None
+        if not secret:
+            raise ConfigError(
+                None,
+                [("password_file", f"{self.password_file} is empty (SMSC {self.label})")],
+            )
+        return secret
+
+    def tls_context(self) -> ssl.SSLContext | None:
+        """A client TLS context (``tls_ca_file`` or the system CAs), or ``None`` without TLS."""
+        if not self.tls:
+            return None
+        return ssl.create_default_context(cafile=self.tls_ca_file)
+
+    def bind_configs(self, route: str) -> list[BindConfig]:
+        """The sessions to open to this SMSC, as :class:`BindConfig` values.
+
+        * ``transceiver``: ``binds`` TRANSCEIVER sessions.
+        * ``transmitter``: ``binds`` TRANSMITTER sessions (no receipts arrive on them).
+        * ``transmitter+receiver``: ``binds`` TRANSMITTER sessions plus ONE RECEIVER
+          session for the whole SMSC (receipts need one receiver, not one per transmitter);
+          the receiver comes last.
+
+        Names are ``<name>#<n>`` (``n`` from 1) and ``<name>#rx`` for the receiver, where
+        ``<name>`` is the SMSC's name (``route`` when it has none). The password is read
+        once, now, and one TLS context is shared by all the sessions.
+
+        Raises:
+            ConfigError: the password cannot be read (see :meth:`password`).
+        """
+        base = self.name or route
+        password = self.password()
+        tls = self.tls_context()
+        mode = BindMode.TRANSCEIVER if self.bind_mode == "transceiver" else BindMode.TRANSMITTER
+
+        def make(mode: BindMode, name: str) -> BindConfig:
+            return BindConfig(
+                host=self.host,
+                port=self.port,
+                system_id=self.system_id,
+                password=password,
+                mode=mode,
+                system_type=self.system_type,
+                window=self.window,
+                response_timeout=self.response_timeout,
+                enquire_link_interval=self.enquire_link_interval,
+                tls=tls,
+                msg_id_format=self.msg_id_format,
+                name=name,
+            )
+
+        configs = [make(mode, f"{base}#{number}") for number in range(1, self.binds + 1)]
+        if self.bind_mode == "transmitter+receiver":
+            configs.append(make(BindMode.RECEIVER, f"{base}#rx"))
+        return configs
+
+
+def _check_prefix(prefix: str) -> str:
+    if not (prefix.isascii() and prefix.isdigit()):
+        raise ValueError(f"prefix {prefix!r} must be digits only")
+    if prefix.startswith("0"):
+        raise ValueError(
+            f"prefix {prefix!r} starts with the trunk 0: write national digits ({prefix[1:]!r})"
+        )
+    return prefix
+
+
+Prefix = Annotated[str, _quoted_digits("prefixes"), AfterValidator(_check_prefix)]
+
+
+class RouteConfig(_Model):
+    """An operator route: national-number prefixes (``"812"``) and the SMSCs serving them."""
+
+    prefixes: list[Prefix] = Field(min_length=1)
+    smscs: list[SmscConfig] = Field(min_length=1)
+
+    @field_validator("prefixes")
+    @classmethod
+    def _unique(cls, prefixes: list[str]) -> list[str]:
+        seen: set[str] = set()
+        for prefix in prefixes:
+            if prefix in seen:
+                raise ValueError(f"prefix {prefix!r} is listed twice")
+            seen.add(prefix)
+        return prefixes
+
+
+class EngineConfig(_Model):
+    """``config/smsblast.yaml``: see :func:`load_engine_config`."""
+
+    kafka: KafkaConfig
+    ledger: LedgerConfig = LedgerConfig()
+    metrics: MetricsConfig = MetricsConfig()
+    country_code: str = "62"
+    optout: OptOutConfig = OptOutConfig()
+    routes: dict[Name, RouteConfig] = Field(min_length=1)
+
+    _source: str | None = PrivateAttr(default=None)
+
+    @field_validator("country_code", mode="before")
+    @classmethod
+    def _country_code_text(cls, value: object) -> object:
+        return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+    @field_validator("country_code")
+    @classmethod
+    def _known_country(cls, country_code: str) -> str:
+        try:
+            normalize_msisdn("", country_code)
+        except InvalidMsisdn:
+            pass  # the plan exists; the empty number was refused as expected
+        except ValueError as exc:
+            raise ValueError(str(exc)) from None
+        return country_code
+
+    @field_validator("routes")
+    @classmethod
+    def _routes(cls, routes: dict[str, RouteConfig]) -> dict[str, RouteConfig]:
+        owners: dict[str, str] = {}
+        problems: list[str] = []
+        for name, route in routes.items():
+            for prefix in route.prefixes:
+                owner = owners.setdefault(prefix, name)
+                if owner != name:
+                    problems.append(f"prefix {prefix!r} is in both routes {owner} and {name}")
+        if problems:
+            raise ValueError("; ".join(problems))
+
+        named: dict[str, RouteConfig] = {}
+        smsc_routes: dict[str, str] = {}
+        for name, route in routes.items():
+            smscs: list[SmscConfig] = []
+            for index, smsc in enumerate(route.smscs):
+                smsc_name = smsc.name or f"{name}-{index}"
+                if smsc_name in smsc_routes:
+                    raise ValueError(
+                        f"SMSC name {smsc_name!r} is used twice "
+                        f"(routes {smsc_routes[smsc_name]} and {name})"
+                    )
+                smsc_routes[smsc_name] = name
+                smscs.append(smsc if smsc.name else smsc.model_copy(update={"name": smsc_name}))
+            named[name] = route.model_copy(update={"smscs": smscs})
+        return named
+
+    @model_validator(mode="after")
+    def _remember_source(self, info: ValidationInfo) -> EngineConfig:
+        if isinstance(info.context, dict):
+            source = info.context.get("source")
+            self._source = None if source is None else str(source)
+        return self
+
+    def smscs(self) -> Iterator[tuple[str, SmscConfig]]:
+        """``(route, smsc)`` for every SMSC, in file order."""
+        for name, route in self.routes.items():
+            for smsc in route.smscs:
+                yield name, smsc
+
+    def check_secrets(self) -> None:
+        """Check now that every password can be read (SMSCs and Kafka SASL), so a missing
+        secret stops the engine at start-up instead of at the first bind.
+
+        Raises:
+            ConfigError: one line per unreadable secret, with its key path.
+        """
+        problems: list[tuple[str, str]] = []
+        try:
+            self.kafka.sasl_password()
+        except ConfigError as exc:
+            problems.extend(exc.problems)
+        for name, route in self.routes.items():
+            for index, smsc in enumerate(route.smscs):
+                try:
+                    smsc.password()
+                except ConfigError as exc:
+                    problems.extend(
+                        (f"routes.{name}.smscs.{index}.{location}", problem)
+                        for location, problem in exc.problems
+                    )
+        if problems:
+            raise ConfigError(self._source, problems)
+
+
+# --- campaigns -----------------------------------------------------------------------------
+
+_ALPHANUMERIC_SENDER = re.compile(r"[A-Za-z0-9][A-Za-z0-9 ._&-]{0,9}[A-Za-z0-9._&-]|[A-Za-z]")
+_NUMERIC_SENDER = re.compile(r"[0-9]{1,20}")
+_MAX_VALIDITY: Final = timedelta(days=31)
+
+
+def _check_sender(sender: str) -> str:
+    if _NUMERIC_SENDER.fullmatch(sender):
+        return sender
+    if _ALPHANUMERIC_SENDER.fullmatch(sender) and any(char.isalpha() for char in sender):
+        return sender
+    raise ValueError(
+        f"sender {sender!r} is neither alphanumeric (1-11 letters, digits, spaces or . _ & -, "
+        "with a letter, no leading or trailing space) nor numeric (1-20 digits, no '+')"
+    )
+
+
+Sender = Annotated[str, _quoted_digits("a numeric sender"), AfterValidator(_check_sender)]
+
+
+class Campaign(_Model):
+    """One campaign of ``campaigns.yaml``.
+
+    ``template`` is checked when the file is loaded: it must compile
+    (:func:`smsblast.render.compile_template`), its literal text must be encodable with
+    ``encoding``, and its literal text alone (every field empty) must fit in ``max_parts``
+    parts. :attr:`compiled` holds the compiled template.
+    """
+
+    name: Annotated[str, AfterValidator(_check_slug)]
+    sender: Sender
+    segments: list[Topic] = Field(min_length=1)
+    encoding: EncodingPolicy = "auto"
+    concat: ConcatMode = "udh8"
+    max_parts: int = Field(default=3, ge=1, le=255)
+    template: str
+    registered_delivery: bool = True
+    validity: Duration | None = None
+    priority: int = Field(default=0, ge=0, le=3)
+    on_unknown: Literal["skip", "resubmit"] = "skip"
+    on_missing_field: OnMissing = "reject"
+    receipt_wait: Duration = timedelta(minutes=10)
+
+    _compiled: Template = PrivateAttr()
+
+    @field_validator("segments")
+    @classmethod
+    def _unique_segments(cls, segments: list[str]) -> list[str]:
+        if len(set(segments)) != len(segments):
+            twice = sorted({topic for topic in segments if segments.count(topic) > 1})
+            raise ValueError(f"segment {twice[0]!r} is listed twice (it would be sent twice)")
+        return segments
+
+    @field_validator("template")
+    @classmethod
+    def _check_template(cls, text: str, info: ValidationInfo) -> str:
+        template = compile_template(text)  # TemplateError is a ValueError: reported here
+        encoding = info.data.get("encoding")
+        concat = info.data.get("concat")
+        max_parts = info.data.get("max_parts")
+        if encoding is None or concat is None or max_parts is None:
+            return text  # those keys have errors of their own
+        fixed_text = template.render({}, "empty")
+        try:
+            parts = count_parts(fixed_text, encoding, concat)
+        except TextEncodingError as exc:
+            raise ValueError(
+                f"character {exc.char!r} cannot be sent with encoding {encoding}; "
+                "use encoding auto or ucs2"
+            ) from None
+        if parts > max_parts:
+            what = "the text" if template.is_static else "the text without its fields"
+            raise ValueError(
+                f"{what} needs {parts} parts (encoding {encoding}, concat {concat}) "
+                f"but max_parts is {max_parts}"
+            )
+        return text
+
+    @field_validator("validity")
+    @classmethod
+    def _check_validity(cls, validity: timedelta | None) -> timedelta | None:
+        if validity is not None and not timedelta(0) < validity <= _MAX_VALIDITY:
+            raise ValueError(f"validity must be more than 0s and at most {_MAX_VALIDITY.days}d")
+        return validity
+
+    @model_validator(mode="after")
+    def _compile(self) -> Campaign:
+        self._compiled = compile_template(self.template)
+        return self
+
+    def receipt_wait_seconds(self) -> float:
+        """:attr:`receipt_wait` in seconds."""
+        return self.receipt_wait.total_seconds()
+
+    def validity_seconds(self) -> float | None:
+        """:attr:`validity` in seconds, or ``None`` when unset."""
+        return None if self.validity is None else self.validity.total_seconds()
+
+    @property
+    def compiled(self) -> Template:
+        """The compiled :attr:`template`."""
+        return self._compiled
+
+    def validity_period(self) -> str:
+        """``validity`` in the SMPP relative time format ``YYMMDDhhmmss000R``, or ``""``
+        (the SMSC's default) when unset. ``24h`` -> ``"000001000000000R"``, ``90m`` ->
+        ``"000000013000000R"``. Years and months are always 00: days carry the count (a
+        validity is at most 31 days)."""
+        if self.validity is None:
+            return ""
+        minutes, seconds = divmod(int(self.validity.total_seconds()), 60)
+        hours, minutes = divmod(minutes, 60)
+        days, hours = divmod(hours, 24)
+        return f"0000{days:02d}{hours:02d}{minutes:02d}{seconds:02d}000R"
+
+
+class CampaignsFile(_Model):
+    """``campaigns.yaml``: at least one campaign, names unique."""
+
+    campaigns: list[Campaign] = Field(min_length=1)
+
+    @field_validator("campaigns")
+    @classmethod
+    def _unique_names(cls, campaigns: list[Campaign]) -> list[Campaign]:
+        seen: dict[str, int] = {}
+        for index, campaign in enumerate(campaigns):
+            first = seen.setdefault(campaign.name, index)
+            if first != index:
+                raise ValueError(
+                    f"campaign name {campaign.name!r} is used by campaigns {first} and {index}"
+                )
+        return campaigns
+
+    def get(self, name: str) -> Campaign:
+        """The campaign called ``name``.
+
+        Raises:
+            KeyError: no such campaign (the message lists the names there are).
+        """
+        for campaign in self.campaigns:
+            if campaign.name == name:
+                return campaign
+        names = ", ".join(campaign.name for campaign in self.campaigns)
+        raise KeyError(f"no campaign {name!r} (campaigns: {names})")
+
+    def names(self) -> list[str]:
+        return [campaign.name for campaign in self.campaigns]
+
+
+# --- loading -------------------------------------------------------------------------------
+
+_MODELS: Final[tuple[type[BaseModel], ...]] = (
+    EngineConfig,
+    KafkaConfig,
+    LedgerConfig,
+    MetricsConfig,
+    OptOutConfig,
+    RouteConfig,
+    SmscConfig,
+    CampaignsFile,
+    Campaign,
+)
+_KNOWN_KEYS: Final = sorted({key for model in _MODELS for key in model.model_fields})
+_KEY_HINTS: Final = {
+    "password": (
+        "inline passwords are not allowed: name an environment variable with password_env "
+        "or a file with password_file"
+    ),
+    "sasl_password": (
+        "inline passwords are not allowed: name an environment variable with sasl_password_env"
+    ),
+}
+_PREFIXES_TO_STRIP: Final = ("Value error, ", "Assertion failed, ")
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """SafeLoader that refuses a key written twice in one mapping."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Hashable, Any]:
+        seen: dict[object, yaml.Mark] = {}
+        for key_node, _ in node.value:
+            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag.endswith(":merge"):
+                continue
+            key = self.construct_object(key_node)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None,
+                    None,
+                    f"key {key!r} is written twice (first at line {seen[key].line + 1})",
+                    key_node.start_mark,
+                )
+            seen[key] = key_node.start_mark
+        return super().construct_mapping(node, deep)
+
+
+def _read_yaml(path: Path) -> object:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ConfigError(path, [("", f"cannot read the file: {reason}")]) from None
+    try:
+        return yaml.load(text, Loader=_StrictLoader)  # a SafeLoader subclass
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        location = "" if mark is None else f"line {mark.line + 1}, column {mark.column + 1}"
+        problem = exc.problem or "syntax error"
+        if exc.context and exc.context_mark is not None and exc.context_mark is not mark:
+            problem += f" ({exc.context} at line {exc.context_mark.line + 1})"
+        raise ConfigError(path, [(location, f"invalid YAML: {problem}")]) from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(path, [("", f"invalid YAML: {exc}")]) from None
+
+
+def _problem(error: Any) -> tuple[str, str]:
+    """``(dotted key path, message)`` for one pydantic error dict."""
+    location = ".".join(str(part) for part in error["loc"])
+    kind: str = error["type"]
+    message: str = error["msg"]
+    if kind == "missing":
+        return location, "required key is missing"
+    if kind == "extra_forbidden":
+        key = str(error["loc"][-1]) if error["loc"] else ""
+        if key in _KEY_HINTS:
+            return location, _KEY_HINTS[key]
+        close = difflib.get_close_matches(key, _KNOWN_KEYS, n=1)
+        return location, "unknown key" + (f" (did you mean {close[0]!r}?)" if close else "")
+    for prefix in _PREFIXES_TO_STRIP:
+        if message.startswith(prefix):
+            return location, message[len(prefix) :]
+    value = error.get("input")
+    if isinstance(value, str | int | float | bool) and kind not in ("value_error",):
+        shown = repr(value)
+        message += f" (got {shown if len(shown) <= 60 else shown[:57] + '...'})"
+    return location, message
+
+
+_ModelT = TypeVar("_ModelT", bound=BaseModel)
+
+
+def _load(model: type[_ModelT], path: Path, what: str) -> _ModelT:
+    data = _read_yaml(path)
+    if data is None:
+        raise ConfigError(path, [("", f"the file is empty; expected {what}")])
+    if not isinstance(data, dict):
+        raise ConfigError(path, [("", f"expected {what} at the top level")])
+    try:
+        return model.model_validate(data, context={"source": str(path)})
+    except ValidationError as exc:
+        raise ConfigError(path, [_problem(error) for error in exc.errors()]) from None
+
+
+def load_engine_config(path: str | os.PathLike[str] | None = None) -> EngineConfig:
+    """Read and validate the engine configuration.
+
+    The path is ``path``, else the ``SMSBLAST_CONFIG`` environment variable (when set and
+    non-empty), else ``config/smsblast.yaml``. Secrets are not read (see
+    :meth:`EngineConfig.check_secrets`).
+
+    Raises:
+        ConfigError: unreadable file, YAML syntax error (with line and column), or any
+            schema problem (one line per problem, with its dotted key path).
+    """
+    chosen = path if path is not None else os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG_PATH
+    return _load(EngineConfig, Path(chosen), "a mapping with kafka and routes")
+
+
+def load_campaigns(path: str | os.PathLike[str] = DEFAULT_CAMPAIGNS_PATH) -> CampaignsFile:
+    """Read and validate a campaigns file.
+
+    Raises:
+        ConfigError: as :func:`load_engine_config`.
+    """
+    return _load(CampaignsFile, Path(path), "a mapping with a campaigns list")

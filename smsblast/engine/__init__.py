@@ -1,0 +1,1 @@
+"""The blast engine: Kafka segments -> render -> route -> throttled SMPP binds -> ledger."""

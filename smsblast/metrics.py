@@ -1,0 +1,177 @@
+"""Every Prometheus metric of the engine, defined once, here.
+
+Labels are bounded sets only (campaign, route, bind name, state, status name,
+reason): never an MSISDN or a message id. Metrics live on a registry of their
+own (``REGISTRY``) so the simulator, tests and the engine never collide.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+_RECEIPT_BUCKETS = (0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 3600, 14400, 86400)
+
+# ------------------------------------------------------------------ the funnel
+RECORDS_READ = Counter(
+    "smsblast_records_read_total",
+    "Segment records read from Kafka",
+    ["campaign"],
+    registry=REGISTRY,
+)
+RECORDS_REJECTED = Counter(
+    "smsblast_records_rejected_total",
+    "Records dead-lettered (bad record, invalid or unroutable number, missing field)",
+    ["campaign", "reason"],
+    registry=REGISTRY,
+)
+RECIPIENTS_SUPPRESSED = Counter(
+    "smsblast_recipients_suppressed_total",
+    "Recipients on the opt-out list",
+    ["campaign"],
+    registry=REGISTRY,
+)
+RECIPIENTS_DUPLICATE = Counter(
+    "smsblast_recipients_duplicate_total",
+    "Records whose number already has a message in this campaign",
+    ["campaign"],
+    registry=REGISTRY,
+)
+SUBMITS = Counter(
+    "smsblast_submits_total",
+    "submit_sm written (each part counts)",
+    ["campaign", "route"],
+    registry=REGISTRY,
+)
+SUBMITS_ACCEPTED = Counter(
+    "smsblast_submits_accepted_total",
+    "submit_sm answered ESME_ROK",
+    ["campaign", "route"],
+    registry=REGISTRY,
+)
+SUBMITS_FAILED = Counter(
+    "smsblast_submits_failed_total",
+    "submit_sm permanently refused, by command_status",
+    ["campaign", "route", "status"],
+    registry=REGISTRY,
+)
+SUBMITS_RETRIED = Counter(
+    "smsblast_submits_retried_total",
+    "submit_sm retried after a transient outcome",
+    ["campaign", "route", "reason"],
+    registry=REGISTRY,
+)
+SUBMITS_UNKNOWN = Counter(
+    "smsblast_submits_unknown_total",
+    "submit_sm whose connection died in flight",
+    ["campaign", "route"],
+    registry=REGISTRY,
+)
+RECIPIENTS_FINISHED = Counter(
+    "smsblast_recipients_total",
+    "Recipients reaching a sending outcome, by state",
+    ["campaign", "route", "state"],
+    registry=REGISTRY,
+)
+RECEIPTS = Counter(
+    "smsblast_receipts_total",
+    "Delivery receipts correlated, by state",
+    ["campaign", "state"],
+    registry=REGISTRY,
+)
+RECEIPTS_UNMATCHED = Counter(
+    "smsblast_receipts_unmatched_total",
+    "Receipts not (yet) matched to a submitted part; kept for late matching",
+    registry=REGISTRY,
+)
+
+# ------------------------------------------------------------------ latency
+SUBMIT_LATENCY = Histogram(
+    "smsblast_submit_response_seconds",
+    "submit_sm -> submit_sm_resp",
+    ["route"],
+    buckets=_LATENCY_BUCKETS,
+    registry=REGISTRY,
+)
+RECEIPT_LATENCY = Histogram(
+    "smsblast_receipt_latency_seconds",
+    "submit_sm_resp -> delivery receipt",
+    ["campaign"],
+    buckets=_RECEIPT_BUCKETS,
+    registry=REGISTRY,
+)
+
+# ------------------------------------------------------------------ binds
+BIND_UP = Gauge(
+    "smsblast_bind_up", "1 while the bind is bound", ["route", "bind"], registry=REGISTRY
+)
+BIND_RECONNECTS = Counter(
+    "smsblast_bind_reconnects_total",
+    "Times a bind was lost",
+    ["route", "bind"],
+    registry=REGISTRY,
+)
+WINDOW_IN_USE = Gauge(
+    "smsblast_window_in_use",
+    "submit_sm awaiting a response",
+    ["route", "bind"],
+    registry=REGISTRY,
+)
+WINDOW_SIZE = Gauge(
+    "smsblast_window_size", "Configured window", ["route", "bind"], registry=REGISTRY
+)
+TPS_CONFIGURED = Gauge(
+    "smsblast_tps_configured",
+    "Configured submit_sm per second",
+    ["route", "bind"],
+    registry=REGISTRY,
+)
+TPS_TARGET = Gauge(
+    "smsblast_tps_target",
+    "Rate the limiter currently allows",
+    ["route", "bind"],
+    registry=REGISTRY,
+)
+BIND_SUBMITS = Counter(
+    "smsblast_bind_submits_total",
+    "submit_sm written per bind (rate() = achieved TPS)",
+    ["route", "bind"],
+    registry=REGISTRY,
+)
+ROUTE_QUEUE = Gauge(
+    "smsblast_route_queue", "Parts waiting in memory for a bind", ["route"], registry=REGISTRY
+)
+
+# ------------------------------------------------------------------ campaign progress
+CONSUMER_LAG = Gauge(
+    "smsblast_consumer_lag",
+    "Records of the snapshot not yet read",
+    ["campaign"],
+    registry=REGISTRY,
+)
+CAMPAIGN_TOTAL = Gauge(
+    "smsblast_campaign_records",
+    "Records in the segment snapshot",
+    ["campaign"],
+    registry=REGISTRY,
+)
+CAMPAIGN_DONE = Gauge(
+    "smsblast_campaign_records_done",
+    "Snapshot records with a durable outcome",
+    ["campaign"],
+    registry=REGISTRY,
+)
+CAMPAIGN_IN_FLIGHT = Gauge(
+    "smsblast_campaign_in_flight",
+    "Recipients between read and outcome",
+    ["campaign"],
+    registry=REGISTRY,
+)
+CAMPAIGN_PENDING = Gauge(
+    "smsblast_campaign_pending",
+    "Recipients parked in the ledger for a busy or down route",
+    ["campaign"],
+    registry=REGISTRY,
+)
