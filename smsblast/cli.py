@@ -6,7 +6,8 @@ import argparse
 import logging
 import sys
 
-from smsblast import __version__, demo, send
+from smsblast import __version__, demo, segments, send
+from smsblast.engine import cli as engine_cli
 from smsblast.simulator import cli as simulator_cli
 
 
@@ -29,6 +30,8 @@ def build_parser() -> argparse.ArgumentParser:
     simulator_cli.add_arguments(simulate)
     simulate.set_defaults(func=simulator_cli.run_from_args)
     demo.add_parser(sub)
+    engine_cli.add_parsers(sub)
+    segments.add_parser(sub)
     return parser
 
 

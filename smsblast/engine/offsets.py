@@ -11,6 +11,9 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Hashable
+from typing import Generic, TypeVar
+
+K = TypeVar("K", bound=Hashable)
 
 
 class _Partition:
@@ -23,13 +26,13 @@ class _Partition:
         self.committed: int | None = None  # what was last committed
 
 
-class OffsetTracker:
+class OffsetTracker(Generic[K]):
     """Per-partition contiguous completion. Partitions are any hashable key."""
 
     def __init__(self) -> None:
-        self._parts: dict[Hashable, _Partition] = {}
+        self._parts: dict[K, _Partition] = {}
 
-    def read(self, partition: Hashable, offset: int) -> None:
+    def read(self, partition: K, offset: int) -> None:
         part = self._parts.get(partition)
         if part is None:
             part = self._parts[partition] = _Partition()
@@ -37,7 +40,7 @@ class OffsetTracker:
             raise ValueError(f"offset {offset} read out of order on {partition!r}")
         part.outstanding.append(offset)
 
-    def complete(self, partition: Hashable, offset: int) -> None:
+    def complete(self, partition: K, offset: int) -> None:
         part = self._parts.get(partition)
         if part is None:
             return  # the partition was revoked meanwhile: nothing to commit here
@@ -49,14 +52,14 @@ class OffsetTracker:
             done.discard(first)
             part.next_commit = first + 1
 
-    def in_flight(self, partition: Hashable | None = None) -> int:
+    def in_flight(self, partition: K | None = None) -> int:
         """Records read but not yet complete (in one partition, or all)."""
         if partition is not None:
             part = self._parts.get(partition)
             return len(part.outstanding) if part else 0
         return sum(len(p.outstanding) for p in self._parts.values())
 
-    def committable(self) -> dict[Hashable, int]:
+    def committable(self) -> dict[K, int]:
         """Offsets worth committing now: those that moved since the last commit."""
         return {
             key: p.next_commit
@@ -64,18 +67,18 @@ class OffsetTracker:
             if p.next_commit is not None and p.next_commit != p.committed
         }
 
-    def mark_committed(self, offsets: dict[Hashable, int]) -> None:
+    def mark_committed(self, offsets: dict[K, int]) -> None:
         for key, offset in offsets.items():
             part = self._parts.get(key)
             if part is not None:
                 part.committed = offset
 
-    def position(self, partition: Hashable) -> int | None:
+    def position(self, partition: K) -> int | None:
         """The offset a commit would store for ``partition`` (None before any)."""
         part = self._parts.get(partition)
         return part.next_commit if part else None
 
-    def forget(self, partitions: list[Hashable]) -> None:
+    def forget(self, partitions: list[K]) -> None:
         """Drop revoked partitions: their in-flight records will be re-read elsewhere."""
         for key in partitions:
             self._parts.pop(key, None)

@@ -1,0 +1,591 @@
+"""One campaign's run: read the segment snapshot, claim, send, record, commit.
+
+Theory of operation
+-------------------
+At start the campaign's segment is snapshotted (end offset of every partition
+of its topics) and the snapshot is stored in the ledger, so a restart finishes
+the *same* segment. Recipients the ledger still holds IN_FLIGHT from a crash
+are settled first by the ``on_unknown`` policy (skip: UNKNOWN, never risk a
+duplicate; resubmit: PENDING, sent again when their record is re-read).
+
+The read loop takes batches from Kafka and turns each record into exactly one
+durable fact in the ledger before its offset may be committed:
+
+* bad record, invalid or unroutable number, missing template field, too many
+  parts: REJECTED (and a copy with the reason on ``<campaign>.rejected``);
+* number on the opt-out list: SUPPRESSED;
+* number already in this campaign (another segment, or a record re-read after a
+  restart): nothing new; the ledger's answer to ``claim`` says so;
+* otherwise the recipient is claimed IN_FLIGHT in one ledger transaction per
+  batch *before* any of its parts is written to a bind, and then queued on its
+  route. If the route's queue is full (a slow or dead SMSC), it is claimed
+  PENDING with its text instead, so the other routes keep flowing; the
+  backfill loop feeds parked recipients back when the route has room.
+
+Part outcomes arrive through the pools' callback. Transient ones are retried
+with backoff; when every part of a recipient is settled the recipient's state
+(SUBMITTED, FAILED or UNKNOWN) joins a batch the flush loop writes to the
+ledger, and only then are the offsets marked complete (OffsetTracker), so a
+commit never runs ahead of the ledger. Memory is bounded by ``max_in_memory``
+recipients: the reader waits for room, it never loads a segment.
+
+The campaign is done when every partition reached its snapshot, nothing is in
+memory or PENDING (or only on routes down longer than ``route_down_grace``),
+and, with receipts requested, every SUBMITTED recipient has its receipt or
+``receipt_wait`` has passed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections import Counter
+from typing import TYPE_CHECKING, Any
+
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.structs import OffsetAndMetadata
+
+from smsblast import metrics as m
+from smsblast.client import OutcomeKind, SubmitOutcome
+from smsblast.client.bind import backoff_delay
+from smsblast.config import Campaign, SmscConfig
+from smsblast.engine.jobs import Job, PartSpec, WorkItem
+from smsblast.engine.offsets import OffsetTracker
+from smsblast.engine.snapshot import segment_end_offsets
+from smsblast.ledger import Claim, Outcome, State
+from smsblast.render import MissingField
+from smsblast.segments import BadRecord, parse_record
+from smsblast.smpp import pdu as P
+from smsblast.smpp.codec import encode_tlvs
+from smsblast.smpp.constants import status_name
+from smsblast.smpp.fast import SubmitTemplate
+from smsblast.smpp.receipt import normalize_message_id
+from smsblast.smpp.text import TextEncodingError, TooManyPartsError, split_message
+
+if TYPE_CHECKING:
+    from smsblast.engine.engine import Engine
+    from smsblast.engine.pool import BindWorker
+
+log = logging.getLogger("smsblast.engine")
+
+MAX_ATTEMPTS = 8
+RETRY_MIN = 0.2
+RETRY_MAX = 10.0
+SPLIT_CACHE_MAX = 4096
+
+PartKey = tuple[str, int]
+
+
+class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, run: CampaignRun) -> None:
+        self.run = run
+
+    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        await self.run.commit(only=revoked)
+        self.run.tracker.forget([(tp.topic, tp.partition) for tp in revoked])
+
+    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        return None
+
+
+class CampaignRun:
+    def __init__(self, engine: Engine, campaign: Campaign) -> None:
+        self.engine = engine
+        self.cfg = campaign
+        self.name = campaign.name
+        self.template = campaign.compiled
+        self.templates: dict[str, list[SubmitTemplate]] = {
+            route: [self._submit_template(smsc) for smsc in route_cfg.smscs]
+            for route, route_cfg in engine.config.routes.items()
+        }
+        self.tracker: OffsetTracker[PartKey] = OffsetTracker()
+        self.snapshot: dict[PartKey, int] = {}
+        self.in_memory = 0
+        self.pending_routes: set[str] = set()
+        self.stats: Counter[str] = Counter()
+        self._outcomes: list[tuple[Outcome, PartKey | None, int, str]] = []
+        self._split_cache: dict[str, tuple[PartSpec, ...]] = {}
+        self._room = asyncio.Event()
+        self._stopping = False
+        self._consumer: AIOKafkaConsumer | None = None
+        self._paused: set[TopicPartition] = set()
+        self._started = 0.0
+        self.finished = asyncio.Event()
+        labels = (self.name,)
+        self._m_read = m.RECORDS_READ.labels(*labels)
+        self._m_dup = m.RECIPIENTS_DUPLICATE.labels(*labels)
+        self._m_supp = m.RECIPIENTS_SUPPRESSED.labels(*labels)
+        self._m_in_flight = m.CAMPAIGN_IN_FLIGHT.labels(*labels)
+
+    # ------------------------------------------------------------------ setup
+    def _submit_template(self, smsc: SmscConfig) -> SubmitTemplate:
+        cfg = self.cfg
+        src_ton, src_npi = smsc.source_ton_npi(cfg.sender)
+        return SubmitTemplate(
+            P.SubmitSm(
+                source_addr=cfg.sender,
+                source_addr_ton=src_ton,
+                source_addr_npi=src_npi,
+                dest_addr_ton=smsc.dest_ton,
+                dest_addr_npi=smsc.dest_npi,
+                registered_delivery=1 if cfg.registered_delivery else 0,
+                validity_period=cfg.validity_period(),
+                priority_flag=cfg.priority,
+            )
+        )
+
+    async def _recover(self) -> None:
+        """Settle recipients a crash left IN_FLIGHT, by the on_unknown policy."""
+        ledger = self.engine.ledger
+        after = ""
+        state = State.PENDING if self.cfg.on_unknown == "resubmit" else State.UNKNOWN
+        while True:
+            rows = await ledger.in_flight(self.name, 5000, after)
+            if not rows:
+                return
+            await ledger.mark(self.name, rows, state, "in flight at a crash")
+            self.stats["recovered_" + state.value] += len(rows)
+            log.warning(
+                "%s: %d recipient(s) in flight at the last crash -> %s",
+                self.name,
+                len(rows),
+                state.value,
+            )
+            after = rows[-1]
+
+    # ------------------------------------------------------------------ main loop
+    async def run(self) -> None:
+        engine = self.engine
+        self._started = time.monotonic()
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=engine.config.kafka.bootstrap_servers,
+            group_id=f"smsblast.{self.name}",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_partition_fetch_bytes=4 * 1024 * 1024,
+            **engine.config.kafka.aiokafka_kwargs(),
+        )
+        self._consumer = consumer
+        await consumer.start()
+        try:
+            snapshot = await segment_end_offsets(
+                engine.config.kafka.bootstrap_servers,
+                list(self.cfg.segments),
+                **engine.config.kafka.aiokafka_kwargs(),
+            )
+            info = await engine.ledger.open_campaign(
+                self.name, {f"{t}:{p}": off for (t, p), off in snapshot.items()}
+            )
+            self.snapshot = {
+                (key.rsplit(":", 1)[0], int(key.rsplit(":", 1)[1])): int(off)
+                for key, off in info.snapshot.items()
+            }
+            m.CAMPAIGN_TOTAL.labels(self.name).set(sum(self.snapshot.values()))
+            await self._recover()
+            self.pending_routes.update(self.engine.pools)  # parked rows from a previous run
+            consumer.subscribe(list(self.cfg.segments), listener=_Rebalance(self))
+            tasks = [
+                asyncio.create_task(self._flush_loop(), name=f"{self.name} flush"),
+                asyncio.create_task(self._commit_loop(), name=f"{self.name} commit"),
+                asyncio.create_task(self._backfill_loop(), name=f"{self.name} backfill"),
+            ]
+            try:
+                await self._read_loop(consumer)
+                await self._drain()
+                await self._wait_receipts()
+            finally:
+                for task in tasks:
+                    task.cancel()
+                for task in tasks:
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
+                await self._flush()
+                await self.commit()
+        finally:
+            await consumer.stop()
+            self.finished.set()
+
+    def stop(self) -> None:
+        """Stop reading; what is in memory still settles (SIGTERM)."""
+        self._stopping = True
+        self._room.set()
+
+    async def _read_loop(self, consumer: AIOKafkaConsumer) -> None:
+        cap = self.engine.max_in_memory
+        while not self._stopping:
+            if self.in_memory >= cap:
+                self._room.clear()
+                await self._room.wait()
+                continue
+            batch = await consumer.getmany(timeout_ms=100, max_records=min(5000, cap))
+            if batch:
+                await self._process(consumer, batch)
+            elif await self._input_exhausted(consumer):
+                return
+
+    async def _input_exhausted(self, consumer: AIOKafkaConsumer) -> bool:
+        """Every assigned partition has been read up to its snapshot end."""
+        assignment = consumer.assignment()
+        if not assignment:
+            return False
+        for tp in assignment:
+            if tp in self._paused:
+                continue
+            if await consumer.position(tp) < self.snapshot.get((tp.topic, tp.partition), 0):
+                return False
+        return True
+
+    # ------------------------------------------------------------------ one batch
+    async def _process(
+        self, consumer: AIOKafkaConsumer, batch: dict[TopicPartition, list[Any]]
+    ) -> None:
+        engine = self.engine
+        rejects: list[tuple[str, State, str]] = []
+        reject_offsets: list[tuple[PartKey, int]] = []
+        dead: list[tuple[Any, str, str]] = []
+        claims: dict[State, list[tuple[Claim, PartKey, int, tuple[PartSpec, ...]]]] = {
+            State.IN_FLIGHT: [],
+            State.PENDING: [],
+        }
+        routes_added: Counter[str] = Counter()
+        template = self.template
+        on_missing = self.cfg.on_missing_field
+        optout = engine.optout
+        router = engine.router
+        tracker = self.tracker
+        for tp, records in batch.items():
+            key = (tp.topic, tp.partition)
+            end = self.snapshot.get(key, 0)
+            for rec in records:
+                if rec.offset >= end:
+                    consumer.pause(tp)
+                    self._paused.add(tp)
+                    break
+                tracker.read(key, rec.offset)
+                self._m_read.inc()
+                try:
+                    recipient = parse_record(rec.value)
+                except BadRecord as exc:
+                    dead.append((rec, exc.reason, str(exc)))
+                    rejects.append(
+                        (f"#{tp.topic}:{tp.partition}:{rec.offset}", State.REJECTED, exc.reason)
+                    )
+                    reject_offsets.append((key, rec.offset))
+                    continue
+                msisdn = recipient.msisdn
+                if msisdn in optout:
+                    rejects.append((msisdn, State.SUPPRESSED, "opt-out"))
+                    reject_offsets.append((key, rec.offset))
+                    self._m_supp.inc()
+                    continue
+                route = router.route(msisdn)
+                reason = ""
+                parts: tuple[PartSpec, ...] = ()
+                text = ""
+                if route is None:
+                    reason = "unroutable"
+                else:
+                    try:
+                        text = template.render(recipient.fields, on_missing)
+                        parts = self._split(text)
+                    except MissingField as exc:
+                        reason = f"missing_field:{exc}"
+                    except TooManyPartsError:
+                        reason = "too_many_parts"
+                    except TextEncodingError:
+                        reason = "unencodable_text"
+                if reason:
+                    dead.append((rec, reason.split(":", 1)[0], reason))
+                    rejects.append((msisdn, State.REJECTED, reason))
+                    reject_offsets.append((key, rec.offset))
+                    continue
+                assert route is not None
+                pool = engine.pools[route]
+                parked = len(pool.queue) + routes_added[route] >= pool.queue_cap
+                state = State.PENDING if parked else State.IN_FLIGHT
+                if not parked:
+                    routes_added[route] += len(parts)
+                claim = Claim(
+                    msisdn,
+                    route,
+                    len(parts),
+                    tp.topic,
+                    tp.partition,
+                    rec.offset,
+                    text if parked else None,
+                )
+                claims[state].append((claim, key, rec.offset, parts))
+        # Durable facts first; then queue, dead-letter and complete offsets.
+        if rejects:
+            await engine.ledger.record_rejects(self.name, rejects)
+        if dead:
+            await engine.dead_letter(self.name, dead)
+            for _, reason, _ in dead:
+                m.RECORDS_REJECTED.labels(self.name, reason).inc()
+        for key, offset in reject_offsets:
+            tracker.complete(key, offset)
+        self.stats["rejected"] += sum(1 for _, s, _ in rejects if s is State.REJECTED)
+        self.stats["suppressed"] += sum(1 for _, s, _ in rejects if s is State.SUPPRESSED)
+        for state, items in claims.items():
+            if not items:
+                continue
+            existing = await engine.ledger.claim(self.name, [c for c, _, _, _ in items], state)
+            for (claim, key, offset, parts), before in zip(items, existing, strict=True):
+                if before is None and state is State.IN_FLIGHT:
+                    self._start(claim.msisdn, claim.route or "", parts, key, offset)
+                    continue
+                if before is State.PENDING and claim.text is None and state is State.IN_FLIGHT:
+                    # Recovered by on_unknown=resubmit: its record is back, send it.
+                    await engine.ledger.mark(self.name, [claim.msisdn], State.IN_FLIGHT)
+                    self._start(claim.msisdn, claim.route or "", parts, key, offset)
+                    continue
+                if before is None:  # parked PENDING: durable, the backfill sends it
+                    self.pending_routes.add(claim.route or "")
+                    self.stats["parked"] += 1
+                else:
+                    self.stats["duplicates"] += 1
+                    self._m_dup.inc()
+                tracker.complete(key, offset)
+
+    def _split(self, text: str) -> tuple[PartSpec, ...]:
+        cached = self._split_cache.get(text)
+        if cached is not None:
+            return cached
+        cfg = self.cfg
+        encoded = split_message(
+            text,
+            policy=cfg.encoding,
+            concat=cfg.concat,
+            ref=len(self._split_cache) & 0xFFFF,
+            max_parts=cfg.max_parts,
+        )
+        specs = []
+        for part in encoded.parts:
+            tlvs = b""
+            if part.sar is not None:
+                ref, total, seq = part.sar
+                tlvs = encode_tlvs(
+                    P.Tlvs(sar_msg_ref_num=ref, sar_total_segments=total, sar_segment_seqnum=seq)
+                )
+            elif part.payload is not None:
+                tlvs = encode_tlvs(P.Tlvs(message_payload=part.payload))
+            specs.append(
+                PartSpec(
+                    part.short_message,
+                    0x40 if part.esm_class_udhi else 0,
+                    encoded.data_coding,
+                    tlvs,
+                )
+            )
+        result = tuple(specs)
+        if len(self._split_cache) >= SPLIT_CACHE_MAX:
+            self._split_cache.clear()
+        self._split_cache[text] = result
+        return result
+
+    def _start(
+        self,
+        msisdn: str,
+        route: str,
+        parts: tuple[PartSpec, ...],
+        key: PartKey | None,
+        offset: int,
+    ) -> None:
+        job = Job(self, msisdn, route, parts, key, offset, started=time.monotonic())
+        pool = self.engine.pools[route]
+        for i in range(len(parts)):
+            pool.enqueue(WorkItem(job, i, 0))
+        self.in_memory += 1
+        self._m_in_flight.set(self.in_memory)
+
+    # ------------------------------------------------------------------ outcomes
+    def on_part_outcome(self, worker: BindWorker, item: WorkItem, outcome: SubmitOutcome) -> None:
+        job = item.job
+        route = job.route
+        kind = outcome.kind
+        if kind is OutcomeKind.ACCEPTED:
+            smsc = self.engine.config.routes[route].smscs[worker.smsc_index]
+            key = normalize_message_id(outcome.message_id, smsc.msg_id_format)
+            job.message_ids.append((item.part, outcome.message_id, key))
+            m.SUBMITS_ACCEPTED.labels(self.name, route).inc()
+            m.SUBMIT_LATENCY.labels(route).observe(outcome.latency)
+        elif kind is OutcomeKind.RETRYABLE or (
+            kind is OutcomeKind.UNKNOWN and self.cfg.on_unknown == "resubmit"
+        ):
+            if self._stopping and kind is OutcomeKind.RETRYABLE:
+                job.abandoned = True  # never sent: PENDING, its record is re-read later
+            elif item.attempt + 1 < MAX_ATTEMPTS and not self._stopping:
+                why = (
+                    status_name(outcome.status)
+                    if outcome.status is not None
+                    else ("timeout" if "timeout" in outcome.reason else kind.value)
+                )
+                m.SUBMITS_RETRIED.labels(self.name, route, why).inc()
+                delay = backoff_delay(item.attempt, RETRY_MIN, RETRY_MAX, self.engine.rng)
+                pool = self.engine.pools[route]
+                asyncio.get_running_loop().call_later(
+                    delay, pool.enqueue, WorkItem(job, item.part, item.attempt + 1), True
+                )
+                return
+            elif kind is OutcomeKind.UNKNOWN:
+                job.unknown = True
+            else:
+                job.failed_status = outcome.status if outcome.status is not None else -1
+                job.error = f"gave up after {MAX_ATTEMPTS} attempts: {outcome.describe()}"
+        elif kind is OutcomeKind.REJECTED:
+            job.failed_status = outcome.status
+            job.error = outcome.describe()
+            m.SUBMITS_FAILED.labels(self.name, route, status_name(outcome.status or 0)).inc()
+        else:  # UNKNOWN with on_unknown=skip: never risk a duplicate
+            job.unknown = True
+            m.SUBMITS_UNKNOWN.labels(self.name, route).inc()
+        job.remaining -= 1
+        if job.remaining == 0:
+            self._settle(job)
+
+    def _settle(self, job: Job) -> None:
+        if job.failed_status is not None:
+            state, status = State.FAILED, job.failed_status
+        elif job.unknown or (job.abandoned and job.message_ids):
+            state, status = State.UNKNOWN, None  # (partly) sent, the rest not: never resend
+        elif job.abandoned:
+            state, status = State.PENDING, None
+        else:
+            state, status = State.SUBMITTED, 0
+        outcome = Outcome(job.msisdn, state, status, job.error, tuple(job.message_ids))
+        self._outcomes.append((outcome, job.partition, job.offset, job.route))
+        self.in_memory -= 1
+        self._m_in_flight.set(self.in_memory)
+        if not self._room.is_set():
+            self._room.set()
+
+    async def _flush(self) -> None:
+        if not self._outcomes:
+            return
+        batch, self._outcomes = self._outcomes, []
+        await self.engine.ledger.record_outcomes(self.name, [o for o, _, _, _ in batch])
+        tracker = self.tracker
+        for outcome, key, offset, route in batch:
+            if key is not None and outcome.state is not State.PENDING:
+                # A PENDING outcome (shutdown) keeps its offset open: the record is
+                # re-read after the restart and sent then.
+                tracker.complete(key, offset)
+            self.stats[outcome.state.value] += 1
+            m.RECIPIENTS_FINISHED.labels(self.name, route, outcome.state.value).inc()
+
+    async def _flush_loop(self) -> None:
+        while True:
+            await asyncio.sleep(0.02)
+            await self._flush()
+
+    async def commit(self, only: list[TopicPartition] | None = None) -> None:
+        consumer = self._consumer
+        if consumer is None:
+            return
+        offsets = self.tracker.committable()
+        assignment = consumer.assignment()
+        wanted = set(only) if only is not None else assignment
+        to_commit = {
+            TopicPartition(t, p): off
+            for (t, p), off in offsets.items()
+            if TopicPartition(t, p) in wanted and TopicPartition(t, p) in assignment
+        }
+        if not to_commit:
+            return
+        try:
+            await consumer.commit({tp: OffsetAndMetadata(off, "") for tp, off in to_commit.items()})
+        except Exception as exc:  # a failed commit only means a re-read later
+            log.warning("%s: offset commit failed: %s", self.name, exc)
+            return
+        self.tracker.mark_committed(
+            {(tp.topic, tp.partition): off for tp, off in to_commit.items()}
+        )
+        done = sum(off for off in to_commit.values())
+        m.CAMPAIGN_DONE.labels(self.name).set(done)
+
+    async def _commit_loop(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            await self.commit()
+
+    # ------------------------------------------------------------------ backlog
+    async def _backfill_loop(self) -> None:
+        while True:
+            await asyncio.sleep(0.1)
+            await self._backfill()
+
+    async def _backfill(self) -> None:
+        ledger = self.engine.ledger
+        for route in sorted(self.pending_routes):
+            pool = self.engine.pools.get(route)
+            if pool is None:
+                continue
+            room = pool.queue_cap // 2 - len(pool.queue)
+            if room <= 0 or not pool.binds_up:
+                continue
+            rows = await ledger.pending(self.name, route, min(room, 5000))
+            rows = [r for r in rows if r.text is not None]
+            if not rows:
+                self.pending_routes.discard(route)
+                continue
+            await ledger.mark(self.name, [r.msisdn for r in rows], State.IN_FLIGHT)
+            for row in rows:
+                try:
+                    parts = self._split(row.text or "")
+                except (TooManyPartsError, TextEncodingError) as exc:  # config changed since
+                    await ledger.mark(self.name, [row.msisdn], State.REJECTED, str(exc))
+                    continue
+                self._start(row.msisdn, route, parts, None, -1)
+
+    async def pending_count(self) -> int:
+        counts = await self.engine.ledger.counts(self.name)
+        return int(counts.get(State.PENDING.value, 0))
+
+    # ------------------------------------------------------------------ completion
+    async def _drain(self) -> None:
+        """Wait until nothing is in memory and nothing sendable is parked."""
+        loop = asyncio.get_running_loop()
+        grace = self.engine.route_down_grace
+        while True:
+            await self._flush()
+            if self.in_memory == 0 and not self._outcomes:
+                pending = await self.engine.ledger.pending_by_route(self.name)
+                live = {
+                    r
+                    for r, n in pending.items()
+                    if n and self.engine.pools[r].down_for(loop.time()) < grace
+                }
+                if self._stopping or not live:
+                    if pending and any(pending.values()):
+                        self.stats["left_pending"] = sum(pending.values())
+                    return
+                self.pending_routes.update(live)
+            await asyncio.sleep(0.05)
+
+    async def _wait_receipts(self) -> None:
+        if not self.cfg.registered_delivery or self._stopping:
+            return
+        deadline = time.monotonic() + self.cfg.receipt_wait_seconds()
+        while time.monotonic() < deadline and not self._stopping:
+            counts = await self.engine.ledger.counts(self.name)
+            if not counts.get(State.SUBMITTED.value):
+                return
+            await asyncio.sleep(0.2)
+
+
+def dead_letter_value(rec: Any, reason: str, detail: str) -> bytes:
+    """The JSON a dead-lettered record carries on ``<campaign>.rejected``."""
+    value = rec.value
+    return json.dumps(
+        {
+            "reason": reason,
+            "detail": detail,
+            "topic": rec.topic,
+            "partition": rec.partition,
+            "offset": rec.offset,
+            "value": value.decode("utf-8", "replace") if value is not None else None,
+        }
+    ).encode()

@@ -1,0 +1,215 @@
+"""`smsblast run` and `smsblast report`: the engine's commands."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import csv
+import io
+import json
+import logging
+import signal
+import sys
+from typing import Any
+
+from smsblast.config import ConfigError, load_campaigns, load_engine_config
+
+log = logging.getLogger("smsblast.engine")
+
+EXIT_OK, EXIT_INCOMPLETE, EXIT_CONFIG = 0, 1, 2
+
+
+def add_parsers(sub: Any) -> None:
+    run = sub.add_parser(
+        "run", help="run campaigns from campaigns.yaml against the routes in config/"
+    )
+    run.add_argument(
+        "--config", help="engine config (default $SMSBLAST_CONFIG or config/smsblast.yaml)"
+    )
+    run.add_argument("--campaigns", default="campaigns.yaml", help="campaigns file")
+    run.add_argument(
+        "--campaign",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="run only this campaign (repeatable)",
+    )
+    run.add_argument(
+        "--until-done",
+        action="store_true",
+        help="exit when the campaigns are complete and receipts are in (or waited for)",
+    )
+    run.add_argument(
+        "--max-in-memory",
+        type=int,
+        default=50_000,
+        help="recipients held between read and outcome, per campaign",
+    )
+    run.add_argument(
+        "--route-down-grace",
+        type=float,
+        default=300.0,
+        help="seconds a route may have no bind up before its backlog is left pending",
+    )
+    run.add_argument(
+        "--drain-timeout",
+        type=float,
+        default=10.0,
+        help="on SIGTERM, seconds to let in-flight messages settle",
+    )
+    run.set_defaults(func=run_main)
+
+    rep = sub.add_parser("report", help="final states of a campaign from the ledger")
+    rep.add_argument("campaign")
+    rep.add_argument("--config")
+    rep.add_argument("--format", choices=("table", "json", "csv"), default="table")
+    rep.set_defaults(func=report_main)
+
+
+def _load(args: argparse.Namespace) -> tuple[Any, Any]:
+    config = load_engine_config(args.config)
+    campaigns = load_campaigns(args.campaigns).campaigns
+    if args.campaign:
+        names = {c.name for c in campaigns}
+        missing = [n for n in args.campaign if n not in names]
+        if missing:
+            raise ConfigError(
+                f"{args.campaigns}: campaigns: no campaign named {', '.join(missing)}"
+            )
+        campaigns = [c for c in campaigns if c.name in args.campaign]
+    return config, campaigns
+
+
+def run_main(args: argparse.Namespace) -> int:
+    try:
+        config, campaigns = _load(args)
+    except ConfigError as exc:
+        print(f"smsblast run: configuration error:\n{exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    try:
+        import uvloop
+
+        runner = asyncio.Runner(loop_factory=uvloop.new_event_loop)
+    except ImportError:  # pragma: no cover
+        runner = asyncio.Runner()
+    with runner:
+        return runner.run(_run(args, config, campaigns))
+
+
+async def _run(args: argparse.Namespace, config: Any, campaigns: list[Any]) -> int:
+    from smsblast.engine.engine import Engine
+    from smsblast.ledger import AsyncLedger
+    from smsblast.optout import OptOutList, load_file, load_topic
+
+    try:
+        config.check_secrets()  # fail now, not at the first bind
+    except ConfigError as exc:
+        print(f"smsblast run: configuration error:\n{exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    optout = OptOutList()
+    if config.optout.file:
+        optout = load_file(config.optout.file)
+        for line_no, reason in optout.rejected[:20]:
+            log.warning("%s:%d: opt-out entry ignored: %s", config.optout.file, line_no, reason)
+    if config.optout.topic:
+        from_topic = await load_topic(
+            config.kafka.bootstrap_servers, config.optout.topic, **config.kafka.aiokafka_kwargs()
+        )
+        for number in from_topic:
+            optout.add(number)
+    if config.metrics.listen_address() is not None:
+        from prometheus_client import start_http_server
+
+        from smsblast.metrics import REGISTRY
+
+        address = config.metrics.listen_address()
+        if address is not None:
+            start_http_server(address[1], addr=address[0], registry=REGISTRY)
+    ledger = AsyncLedger(config.ledger.path)
+    engine = Engine(
+        config,
+        campaigns,
+        ledger,
+        optout,
+        max_in_memory=args.max_in_memory,
+        route_down_grace=args.route_down_grace,
+        drain_timeout=args.drain_timeout,
+    )
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, engine.stop)
+    try:
+        await engine.run(until_done=args.until_done)
+        complete = True
+        for run in engine.runs:
+            counts = await ledger.counts(run.name)
+            print(format_summary(run.name, counts, dict(run.stats)))
+            if counts.get("in_flight") or counts.get("pending") or not run.finished.is_set():
+                complete = False
+    finally:
+        await ledger.close()
+    return EXIT_OK if complete else EXIT_INCOMPLETE
+
+
+def format_summary(name: str, counts: dict[str, int], stats: dict[str, int]) -> str:
+    total = sum(counts.values())
+    states = "  ".join(f"{k} {v:,}" for k, v in sorted(counts.items()) if v)
+    extra = f"  duplicates {stats.get('duplicates', 0):,}" if stats.get("duplicates") else ""
+    return f"campaign {name}: {total:,} recipient(s): {states}{extra}"
+
+
+def report_main(args: argparse.Namespace) -> int:
+    from smsblast.ledger import SqliteLedger
+
+    try:
+        config = load_engine_config(args.config)
+    except ConfigError as exc:
+        print(f"smsblast report: configuration error:\n{exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    ledger = SqliteLedger(config.ledger.path)
+    try:
+        if args.campaign not in {c.name for c in ledger.campaigns()}:
+            print(
+                f"smsblast report: no campaign {args.campaign!r} in {config.ledger.path}",
+                file=sys.stderr,
+            )
+            return EXIT_CONFIG
+        report = ledger.report(args.campaign)
+    finally:
+        ledger.close()
+    if args.format == "json":
+        print(json.dumps(report, indent=2, sort_keys=True, default=str))
+    elif args.format == "csv":
+        print(report_csv(report), end="")
+    else:
+        print(report_table(args.campaign, report))
+    return EXIT_OK
+
+
+def report_csv(report: dict[str, Any]) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["route", "state", "count"])
+    for route, states in sorted(report.get("by_route", {}).items()):
+        for state, n in sorted(states.items()):
+            writer.writerow([route, state, n])
+    return out.getvalue()
+
+
+def report_table(name: str, report: dict[str, Any]) -> str:
+    lines = [f"campaign {name}"]
+    by_route: dict[str, dict[str, int]] = report.get("by_route", {})
+    states = sorted({s for r in by_route.values() for s in r})
+    lines.append(f"  {'route':<14}" + "".join(f"{s:>12}" for s in states) + f"{'total':>12}")
+    for route, counts in sorted(by_route.items()):
+        row = "".join(f"{counts.get(s, 0):>12,}" for s in states)
+        lines.append(f"  {route or '-':<14}{row}{sum(counts.values()):>12,}")
+    for title, key in (("status codes", "statuses"), ("receipts", "receipts")):
+        data = report.get(key) or {}
+        if data:
+            lines.append(f"  {title}: " + ", ".join(f"{k} {v:,}" for k, v in sorted(data.items())))
+    unknown = report.get("unknown") or {}
+    if unknown:
+        first = ", ".join(unknown.get("msisdns", [])[:10])
+        lines.append(f"  unknown: {unknown.get('count', 0):,} (first: {first})")
+    return "\n".join(lines)

@@ -1,0 +1,155 @@
+"""The engine: routes and binds shared by every campaign, campaigns run side by side.
+
+The engine owns what campaigns share: one :class:`RoutePool` per route with
+its binds and limiters, the receipt correlator, the ledger, the opt-out list,
+the router and the dead-letter producer. Each :class:`CampaignRun` reads its
+own segment through its own consumer group and feeds the shared pools.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from typing import Any
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from smsblast.client import SubmitOutcome
+from smsblast.config import Campaign, EngineConfig
+from smsblast.engine.campaign import CampaignRun, dead_letter_value
+from smsblast.engine.jobs import WorkItem
+from smsblast.engine.pool import BindWorker, RoutePool
+from smsblast.engine.receipts import ReceiptCorrelator
+from smsblast.ledger import AsyncLedger
+from smsblast.optout import OptOutList
+from smsblast.routing import Router
+
+log = logging.getLogger("smsblast.engine")
+
+
+class Engine:
+    def __init__(
+        self,
+        config: EngineConfig,
+        campaigns: list[Campaign],
+        ledger: AsyncLedger,
+        optout: OptOutList | None = None,
+        *,
+        max_in_memory: int = 50_000,
+        route_queue_cap: int = 20_000,
+        route_down_grace: float = 300.0,
+        drain_timeout: float = 10.0,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.config = config
+        self.ledger = ledger
+        self.optout = optout if optout is not None else OptOutList()
+        self.router = Router.from_config(config)
+        self.max_in_memory = max_in_memory
+        self.route_down_grace = route_down_grace
+        self.drain_timeout = drain_timeout
+        self.rng = rng or random.Random()
+        self.receipts = ReceiptCorrelator(ledger)
+        self.pools: dict[str, RoutePool] = {}
+        for route, route_cfg in config.routes.items():
+            pool = RoutePool(route, route_queue_cap, self._on_outcome)
+            for index, smsc in enumerate(route_cfg.smscs):
+                fmt = smsc.receipt_format
+                for bind_cfg in smsc.bind_configs(route):
+                    pool.add_worker(
+                        BindWorker(
+                            pool, bind_cfg, index, smsc.tps_per_bind, self.receipts.handler(fmt)
+                        )
+                    )
+            self.pools[route] = pool
+        self.runs = [CampaignRun(self, c) for c in campaigns]
+        self._producer: AIOKafkaProducer | None = None
+        self._dlq_ready: set[str] = set()
+        self._stop = asyncio.Event()
+
+    def _on_outcome(self, worker: BindWorker, item: WorkItem, outcome: SubmitOutcome) -> None:
+        item.job.run.on_part_outcome(worker, item, outcome)
+
+    # ------------------------------------------------------------------ dead letters
+    async def dead_letter(self, campaign: str, dead: list[tuple[Any, str, str]]) -> None:
+        """Copy bad records to ``<campaign>.rejected`` with the reason; wait until stored."""
+        topic = f"{campaign}.rejected"
+        if self._producer is None:
+            self._producer = AIOKafkaProducer(
+                bootstrap_servers=self.config.kafka.bootstrap_servers,
+                linger_ms=5,
+                **self.config.kafka.aiokafka_kwargs(),
+            )
+            await self._producer.start()
+        if topic not in self._dlq_ready:
+            await self._ensure_topic(topic)
+            self._dlq_ready.add(topic)
+        futures = [
+            await self._producer.send(topic, key=rec.key, value=dead_letter_value(rec, r, d))
+            for rec, r, d in dead
+        ]
+        await asyncio.gather(*futures)
+
+    async def _ensure_topic(self, topic: str) -> None:
+        admin = AIOKafkaAdminClient(
+            bootstrap_servers=self.config.kafka.bootstrap_servers,
+            **self.config.kafka.aiokafka_kwargs(),
+        )
+        await admin.start()
+        try:
+            if topic not in await admin.list_topics():
+                with contextlib.suppress(Exception):  # created meanwhile by someone else
+                    await admin.create_topics([NewTopic(topic, 1, 1)])
+        finally:
+            await admin.close()
+
+    # ------------------------------------------------------------------ lifecycle
+    async def run(self, until_done: bool = True) -> None:
+        """Run every campaign; with ``until_done`` return when all are complete,
+        otherwise keep serving (receipts, metrics) until :meth:`stop`."""
+        for pool in self.pools.values():
+            pool.start()
+        receipts = asyncio.create_task(self.receipts.run(), name="receipts")
+        runs = [asyncio.create_task(r.run(), name=f"campaign {r.name}") for r in self.runs]
+        stopper = asyncio.create_task(self._stop.wait())
+        try:
+            pending: set[asyncio.Task[Any]] = set(runs)
+            while pending:
+                done, pending = await asyncio.wait(
+                    pending | {stopper}, return_when=asyncio.FIRST_COMPLETED
+                )
+                pending.discard(stopper)
+                for task in done:
+                    if task is not stopper and task.exception() is not None:
+                        raise task.exception()  # type: ignore[misc]
+                if stopper in done:
+                    for r in self.runs:
+                        r.stop()
+                    await asyncio.wait_for(
+                        asyncio.gather(*pending, return_exceptions=True), self.drain_timeout + 30
+                    )
+                    break
+            if not until_done and not self._stop.is_set():
+                await self._stop.wait()
+        finally:
+            stopper.cancel()
+            for r in self.runs:
+                r.stop()
+            for task in runs:
+                if not task.done():
+                    task.cancel()
+            await asyncio.gather(*runs, return_exceptions=True)
+            await self.receipts.flush()
+            await asyncio.gather(*(p.close(self.drain_timeout) for p in self.pools.values()))
+            await self.receipts.flush()
+            receipts.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await receipts
+            if self._producer is not None:
+                await self._producer.stop()
+
+    def stop(self) -> None:
+        self._stop.set()

@@ -1,0 +1,50 @@
+"""What travels through the engine: one Job per recipient, one item per part."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, NamedTuple
+
+if TYPE_CHECKING:
+    from smsblast.engine.campaign import CampaignRun
+
+
+class PartSpec(NamedTuple):
+    """One submit_sm's worth of a message (see smpp.text.split_message)."""
+
+    short_message: bytes
+    esm_class: int
+    data_coding: int
+    tlvs: bytes
+
+
+@dataclass(slots=True, eq=False)
+class Job:
+    """One recipient between claim and a durable outcome."""
+
+    run: CampaignRun
+    msisdn: str
+    route: str
+    parts: tuple[PartSpec, ...]
+    partition: tuple[str, int] | None  # None for recipients taken from the ledger backlog
+    offset: int
+    remaining: int = 0
+    message_ids: list[tuple[int, str, str]] = field(default_factory=list)
+    failed_status: int | None = None
+    unknown: bool = False
+    abandoned: bool = False  # a transient failure while shutting down: send after restart
+    error: str = ""
+    started: float = 0.0
+    dest: bytes = b""
+
+    def __post_init__(self) -> None:
+        self.remaining = len(self.parts)
+        self.dest = self.msisdn.encode("ascii")
+
+
+class WorkItem(NamedTuple):
+    """One part waiting for a bind; ``attempt`` counts transient failures."""
+
+    job: Job
+    part: int
+    attempt: int

@@ -1,0 +1,122 @@
+"""Delivery receipts -> the ledger, in batches, tolerant of every race.
+
+A receipt is keyed by its normalised message id (``receipted_message_id`` TLV
+first, else the id in the text; hex or decimal as the SMSC that sent it is
+configured), buffered, and matched against the ledger every ``interval``. One
+that arrives before its submit_sm_resp was recorded does not match yet: it is
+retried on every flush for ``grace`` seconds, then parked in the ledger, where
+later flushes keep matching parked receipts (bounded by the ledger's max age).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+
+from smsblast import metrics as m
+from smsblast.ledger import AsyncLedger, ReceiptRow
+from smsblast.smpp.constants import ESM_CLASS_DELIVERY_RECEIPT
+from smsblast.smpp.pdu import DeliverSm
+from smsblast.smpp.receipt import (
+    IdFormat,
+    ReceiptParseError,
+    ReceiptState,
+    normalize_message_id,
+    receipt_from_deliver,
+)
+
+log = logging.getLogger("smsblast.engine")
+
+#: Receipt state -> the ledger's word for it. Intermediate states are not recorded.
+LEDGER_STATE: dict[ReceiptState, str] = {
+    ReceiptState.DELIVERED: "delivered",
+    ReceiptState.EXPIRED: "expired",
+    ReceiptState.DELETED: "failed",
+    ReceiptState.UNDELIVERABLE: "failed",
+    ReceiptState.REJECTED: "failed",
+    ReceiptState.UNKNOWN: "failed",
+}
+
+
+class ReceiptCorrelator:
+    def __init__(self, ledger: AsyncLedger, *, interval: float = 0.05, grace: float = 30.0) -> None:
+        self.ledger = ledger
+        self.interval = interval
+        self.grace = grace
+        self._buffer: list[ReceiptRow] = []
+        self._retry: list[ReceiptRow] = []
+        self.stats = {
+            "received": 0,
+            "matched": 0,
+            "unparseable": 0,
+            "intermediate": 0,
+            "mobile_originated": 0,
+            "parked": 0,
+        }
+        self._last_parked_match = 0.0
+
+    def handler(self, receipt_format: IdFormat) -> Callable[[DeliverSm], None]:
+        """A deliver_sm callback for binds of an SMSC whose receipts use ``receipt_format``."""
+
+        def on_deliver(pdu: DeliverSm) -> None:
+            if not pdu.esm_class & ESM_CLASS_DELIVERY_RECEIPT:
+                self.stats["mobile_originated"] += 1
+                return
+            self.stats["received"] += 1
+            tlvs = pdu.tlvs
+            raw_id = tlvs.receipted_message_id
+            state_code = tlvs.message_state
+            if raw_id and state_code is not None and 1 <= state_code <= 8:
+                state = ReceiptState(state_code)
+            else:
+                try:
+                    receipt = receipt_from_deliver(pdu.short_message, raw_id, state_code)
+                except ReceiptParseError as exc:
+                    self.stats["unparseable"] += 1
+                    log.warning("unparseable receipt: %s", exc)
+                    return
+                raw_id, state = receipt.message_id, receipt.state
+            ledger_state = LEDGER_STATE.get(state)
+            if ledger_state is None:
+                self.stats["intermediate"] += 1
+                return
+            key = normalize_message_id(raw_id, receipt_format)
+            self._buffer.append(ReceiptRow(key, ledger_state, raw_id, time.time()))
+
+        return on_deliver
+
+    async def flush(self) -> None:
+        retried = len(self._retry)
+        rows = self._retry + self._buffer
+        self._buffer = []
+        if not rows:
+            return
+        unmatched = await self.ledger.record_receipts(rows)
+        self.stats["matched"] += len(rows) - len(unmatched)
+        now = time.time()
+        keep = [r for r in unmatched if now - r.received_at < self.grace]
+        expired = [r for r in unmatched if now - r.received_at >= self.grace]
+        first_misses = len(unmatched) - min(retried, len(unmatched))
+        if first_misses > 0:
+            m.RECEIPTS_UNMATCHED.inc(first_misses)
+        self._retry = keep
+        if expired:
+            await self.ledger.park_unmatched(expired)
+            self.stats["parked"] += len(expired)
+        if now - self._last_parked_match > 5.0:
+            self._last_parked_match = now
+            self.stats["matched"] += await self.ledger.match_parked()
+
+    @property
+    def waiting(self) -> int:
+        return len(self._buffer) + len(self._retry)
+
+    async def run(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval)
+            try:
+                await self.flush()
+            except Exception:  # a ledger hiccup must not kill receipt handling
+                log.exception("receipt flush failed; retrying")

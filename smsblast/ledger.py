@@ -1,0 +1,1169 @@
+"""The blast engine's durable ledger: one row per (campaign, recipient), in SQLite.
+
+Theory of operation
+-------------------
+Every recipient of a campaign has one row in ``recipients``; its ``state`` says how far it got
+(:class:`State`). The engine talks to the ledger in batches, and every method is exactly one
+SQLite transaction, so a batch is either wholly on disk or not at all:
+
+1. :meth:`SqliteLedger.claim` inserts a batch as IN_FLIGHT (or PENDING when parked) and
+   returns ``None`` for each new recipient, or the state already stored for a number seen
+   before: a duplicate in the campaign, or a record read again after a restart. The engine
+   submits only what came back ``None``, and only after ``claim`` returned, so after a crash
+   every recipient that may have been sent is at least IN_FLIGHT on disk.
+2. :meth:`~SqliteLedger.record_outcomes` records each recipient's submit outcome and the
+   message id of every part; a key (the normalised id) indexes ``message_ids``.
+3. :meth:`~SqliteLedger.record_receipts` finds parts by key and moves the recipient to
+   DELIVERED (every part delivered), FAILED or EXPIRED (any part failed or expired) or UNKNOWN
+   (a part's fate is unknown to the SMSC). A receipt that finds no key is handed back; the
+   caller retries it, then parks it (:meth:`~SqliteLedger.park_unmatched`). Parked receipts
+   are matched as soon as their key is recorded, and dropped (and counted) after
+   ``receipt_max_age``.
+
+After ``kill -9`` the engine reopens the file: :meth:`~SqliteLedger.in_flight` lists who may
+or may not have been sent (the on_unknown policy decides), ``claim`` answers "already
+handled" for everyone else, and :meth:`~SqliteLedger.counts` accounts for every row.
+
+Durability: WAL with ``synchronous=NORMAL``. A committed transaction is in the WAL file (the
+OS page cache) when COMMIT returns, so it survives the process being killed at any moment; a
+power cut may lose the last transactions, never consistency.
+
+Cost: rows are written with ``executemany`` over tuples (or the caller's NamedTuples as they
+are); per-call constants (campaign id, state, timestamp) are inlined into the SQL text, so a
+statement is compiled once per batch and stepped once per row. ``recipients`` is a rowid table
+in claim order with a unique index on (campaign, msisdn): outcomes and receipts update recently
+claimed rows, which sit together on a few hot pages, while a table clustered by msisdn (WITHOUT
+ROWID) dirtied one random page per row per phase, 2.6x the CPU for random numbers
+(``loadtest/ledger_bench.py``). Only the (campaign, msisdn) index takes random inserts.
+Per-campaign per-route per-state tallies are kept in the same transactions, so ``counts`` is
+O(routes), not a scan. Memory does not grow with the campaign: SQLite's page cache is capped
+(``cache_mb``), and the only per-recipient state in Python is a bounded cache (``flight_cache``)
+of row ids for recipients this process claimed and still awaits outcomes for, which spares
+each outcome an index lookup.
+
+Not thread-safe: one :class:`SqliteLedger` belongs to one thread. :class:`AsyncLedger` runs one
+on a dedicated worker thread; SQLite releases the GIL while it works.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import functools
+import json
+import os
+import sqlite3
+import time
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from operator import itemgetter
+from typing import Any, Final, NamedTuple, Protocol, TypeVar
+
+from smsblast.smpp.constants import status_name
+
+__all__ = [
+    "FINAL",
+    "AsyncLedger",
+    "CampaignInfo",
+    "Claim",
+    "Control",
+    "Ledger",
+    "LedgerError",
+    "Outcome",
+    "PendingRow",
+    "ReceiptRow",
+    "Reject",
+    "SqliteLedger",
+    "State",
+]
+
+
+class State(enum.StrEnum):
+    """Where a recipient stands. Stored as a small integer (``_CODE``)."""
+
+    PENDING = "pending"  # known, not sent: parked (route busy or down) or to resubmit
+    IN_FLIGHT = "in_flight"  # claimed for sending: may have been sent
+    SUBMITTED = "submitted"  # the SMSC acknowledged every part: final for sending
+    DELIVERED = "delivered"
+    FAILED = "failed"
+    EXPIRED = "expired"
+    UNKNOWN = "unknown"  # may or may not have been sent; reported, never resent
+    SUPPRESSED = "suppressed"  # opt-out and the like: never sent
+    REJECTED = "rejected"  # invalid before sending: never sent
+
+
+#: States nothing moves a recipient out of, except an explicit :meth:`SqliteLedger.mark`.
+FINAL: Final = frozenset(
+    {State.DELIVERED, State.FAILED, State.EXPIRED, State.SUPPRESSED, State.REJECTED}
+)
+
+# The one table of state codes (persisted: never renumber). Codes below _FIRST_FINAL can still
+# change by outcome; _RECEIPT_LOW.._RECEIPT_HIGH are the states a receipt may settle.
+_CODE: Final[dict[State, int]] = {
+    State.PENDING: 0,
+    State.IN_FLIGHT: 1,
+    State.SUBMITTED: 2,
+    State.UNKNOWN: 3,
+    State.DELIVERED: 4,
+    State.FAILED: 5,
+    State.EXPIRED: 6,
+    State.SUPPRESSED: 7,
+    State.REJECTED: 8,
+}
+_STATE_OF: Final[tuple[State, ...]] = tuple(sorted(_CODE, key=_CODE.__getitem__))
+_FIRST_FINAL: Final = _CODE[State.DELIVERED]
+assert all(_CODE[s] >= _FIRST_FINAL for s in FINAL) and all(
+    _CODE[s] < _FIRST_FINAL for s in State if s not in FINAL
+)
+_PENDING, _IN_FLIGHT, _SUBMITTED, _UNKNOWN, _DELIVERED = (
+    _CODE[State.PENDING],
+    _CODE[State.IN_FLIGHT],
+    _CODE[State.SUBMITTED],
+    _CODE[State.UNKNOWN],
+    _CODE[State.DELIVERED],
+)
+# A receipt settles a recipient that is in flight, submitted or unknown (an SMSC that knows
+# the message id knows better than a lost submit_sm_resp).
+_RECEIPT_SETTLES: Final = frozenset({_IN_FLIGHT, _SUBMITTED, _UNKNOWN})
+
+#: Final receipt states (lowercase ``ReceiptState`` names, or the ledger's own words) and the
+#: recipient state each one implies. Any other receipt state is intermediate: recorded on the
+#: part, no effect on the recipient.
+_RECEIPT_EFFECT: Final[dict[str, int]] = {
+    "delivered": _CODE[State.DELIVERED],
+    "expired": _CODE[State.EXPIRED],
+    "failed": _CODE[State.FAILED],
+    "undeliverable": _CODE[State.FAILED],
+    "deleted": _CODE[State.FAILED],
+    "rejected": _CODE[State.FAILED],
+    "unknown": _CODE[State.UNKNOWN],
+}
+
+
+class Control(enum.StrEnum):
+    """A campaign's operator control; it survives restarts."""
+
+    RUNNING = "running"
+    PAUSED = "paused"
+    CANCELLED = "cancelled"
+
+
+class LedgerError(Exception):
+    """Misuse of the ledger: unknown campaign, bad control value, newer schema."""
+
+
+@dataclass(frozen=True, slots=True)
+class CampaignInfo:
+    name: str
+    snapshot: dict[str, int]  # {"topic:partition": end offset} taken when the campaign began
+    control: str  # a Control value
+    created_at: float
+
+
+class Claim(NamedTuple):
+    """A recipient about to be sent (or parked). A NamedTuple so the ledger binds it as is."""
+
+    msisdn: str
+    route: str | None
+    parts: int
+    topic: str
+    partition: int
+    offset: int
+    text: str | None = None  # only for parked (PENDING) rows: what to send later
+
+
+class Outcome(NamedTuple):
+    """How a recipient's submit ended. ``message_ids``: (part_no, raw_id, key) per part."""
+
+    msisdn: str
+    state: State  # SUBMITTED | FAILED | UNKNOWN | IN_FLIGHT | PENDING
+    status: int | None = None
+    error: str = ""
+    message_ids: Sequence[tuple[int, str, str]] = ()
+
+
+class ReceiptRow(NamedTuple):
+    """A delivery receipt: ``key`` is the normalised message id, ``state`` a receipt state."""
+
+    key: str
+    state: str  # "delivered" | "failed" | "expired" | ... (see _RECEIPT_EFFECT)
+    raw_id: str
+    received_at: float  # unix time
+
+
+class Reject(NamedTuple):
+    msisdn: str
+    state: State  # SUPPRESSED | REJECTED
+    reason: str
+
+
+class PendingRow(NamedTuple):
+    msisdn: str
+    route: str | None
+    parts: int
+    text: str | None
+
+
+class Ledger(Protocol):
+    """What the engine needs from a ledger; :class:`SqliteLedger` is the one implementation."""
+
+    def open_campaign(self, campaign: str, snapshot: dict[str, int] | None) -> CampaignInfo: ...
+    def set_control(self, campaign: str, control: str) -> None: ...
+    def claim(self, campaign: str, claims: Sequence[Claim], state: State) -> list[State | None]: ...
+    def record_rejects(self, campaign: str, rows: Sequence[tuple[str, State, str]]) -> None: ...
+    def record_outcomes(self, campaign: str, rows: Sequence[Outcome]) -> None: ...
+    def record_receipts(self, rows: Sequence[ReceiptRow]) -> list[ReceiptRow]: ...
+    def park_unmatched(self, rows: Sequence[ReceiptRow]) -> None: ...
+    def match_parked(self, now: float | None = None) -> int: ...
+    def pending(self, campaign: str, route: str | None, limit: int) -> list[PendingRow]: ...
+    def pending_by_route(self, campaign: str) -> dict[str, int]: ...
+    def in_flight(self, campaign: str, limit: int, after: str = "") -> list[str]: ...
+    def mark(
+        self,
+        campaign: str,
+        msisdns: Sequence[str],
+        state: State,
+        error: str = "",
+        only_from: State | None = None,
+    ) -> int: ...
+    def counts(self, campaign: str) -> dict[str, int]: ...
+    def report(self, campaign: str, unknown_cap: int = 1000) -> dict[str, Any]: ...
+    def campaigns(self) -> list[CampaignInfo]: ...
+    def close(self) -> None: ...
+
+
+SCHEMA_VERSION: Final = 1
+
+_SCHEMA: Final = """
+CREATE TABLE IF NOT EXISTS campaigns (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    snapshot TEXT NOT NULL,              -- JSON {"topic:partition": end_offset}
+    control TEXT NOT NULL DEFAULT 'running'
+        CHECK (control IN ('running', 'paused', 'cancelled')),
+    created_at REAL NOT NULL,
+    first_id INTEGER NOT NULL            -- every recipient row of the campaign has id >= this
+);
+CREATE TABLE IF NOT EXISTS sources (
+    id INTEGER PRIMARY KEY,
+    topic TEXT NOT NULL,
+    partition INTEGER NOT NULL,
+    UNIQUE (topic, partition)
+);
+CREATE TABLE IF NOT EXISTS recipients (
+    id INTEGER PRIMARY KEY,              -- claim order
+    campaign INTEGER NOT NULL,
+    msisdn TEXT NOT NULL,
+    state INTEGER NOT NULL,              -- see state_names
+    route TEXT,
+    parts INTEGER NOT NULL,
+    delivered INTEGER NOT NULL DEFAULT 0,  -- parts with a delivered receipt
+    source INTEGER,                      -- sources.id: where the record was read
+    src_offset INTEGER,
+    status INTEGER,                      -- last submit_sm_resp command_status
+    error TEXT,
+    text TEXT,                           -- parked rows only
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS recipients_by_msisdn ON recipients (campaign, msisdn);
+CREATE INDEX IF NOT EXISTS recipients_pending ON recipients (campaign, route) WHERE state = 0;
+CREATE TABLE IF NOT EXISTS tallies (
+    campaign INTEGER NOT NULL,
+    route TEXT NOT NULL,                 -- '' for none
+    state INTEGER NOT NULL,
+    n INTEGER NOT NULL,
+    PRIMARY KEY (campaign, route, state)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS message_ids (
+    key TEXT PRIMARY KEY,                -- normalised message id
+    campaign INTEGER NOT NULL,
+    recipient INTEGER NOT NULL,          -- recipients.id
+    part INTEGER NOT NULL,
+    raw_id TEXT,                         -- as the SMSC wrote it, NULL when equal to key
+    receipt TEXT,                        -- last receipt state for this part
+    receipt_at REAL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS unmatched_receipts (
+    id INTEGER PRIMARY KEY,
+    key TEXT NOT NULL,
+    state TEXT NOT NULL,
+    raw_id TEXT NOT NULL,
+    received_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS unmatched_receipts_by_key ON unmatched_receipts (key);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS state_names (code INTEGER PRIMARY KEY, name TEXT NOT NULL);
+"""
+
+_FIRST = itemgetter(0)  # msisdn of a Claim, Outcome or Reject; key of a ReceiptRow
+_ROUTE = itemgetter(1)
+_SOURCE = itemgetter(3, 4)
+
+Deltas = defaultdict[tuple[str, int], int]
+
+
+def _sql_float(value: float) -> str:
+    return repr(float(value))
+
+
+def _route_counts(routes: Counter[str | None], code: int) -> Counter[tuple[str, int]]:
+    return Counter({(route or "", code): n for route, n in routes.items()})
+
+
+def _json(values: Iterable[str] | Iterable[int]) -> str:
+    return json.dumps(list(values), ensure_ascii=False)
+
+
+class SqliteLedger:
+    """The ledger in one SQLite file. See the module docstring for the guarantees.
+
+    ``cache_mb`` caps SQLite's page cache (memory stays bounded whatever the campaign size);
+    ``receipt_max_age`` is how long a parked receipt waits for its message id (seconds);
+    ``max_parked`` caps parked receipts (the oldest are dropped, and counted, beyond it);
+    ``flight_cache`` caps the msisdn -> row id cache of recipients this process claimed and
+    awaits outcomes for (about 200 bytes each; it spares ``record_outcomes`` a lookup).
+    Raises :class:`sqlite3.Error` on I/O errors, :class:`LedgerError` on misuse.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        cache_mb: int = 64,
+        receipt_max_age: float = 2 * 86400.0,
+        max_parked: int = 1_000_000,
+        flight_cache: int = 250_000,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.path = os.fspath(path)
+        self.flight_cache = flight_cache
+        self.receipt_max_age = receipt_max_age
+        self.max_parked = max_parked
+        self._clock = clock
+        conn = sqlite3.connect(self.path, isolation_level=None, cached_statements=256)
+        self._conn = conn
+        try:
+            mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            if mode != "wal" and self.path != ":memory:":
+                raise LedgerError(f"{self.path}: cannot use WAL (journal_mode={mode})")
+            for pragma in (
+                "synchronous=NORMAL",
+                "secure_delete=OFF",  # Debian builds turn it on: zeroing freed space costs CPU
+                "temp_store=MEMORY",
+                f"cache_size={-1024 * int(cache_mb)}",
+                "wal_autocheckpoint=10000",  # pages (~40 MB): fewer, larger checkpoints
+                "journal_size_limit=67108864",
+                "busy_timeout=10000",
+            ):
+                conn.execute(f"PRAGMA {pragma}")
+            self._create_schema()
+        except BaseException:
+            conn.close()
+            raise
+        self._ids: dict[str, tuple[int, int]] = {}  # name -> (campaign id, first_id)
+        # Per campaign, msisdn -> (row id, route) of rows this process claimed IN_FLIGHT and
+        # has not seen an outcome or mark for: exactly rows whose state is still IN_FLIGHT.
+        self._flight: dict[int, dict[str, tuple[int, str | None]]] = {}
+        self._sources: dict[tuple[str, int], int] = dict(
+            ((topic, partition), sid)
+            for sid, topic, partition in conn.execute("SELECT id, topic, partition FROM sources")
+        )
+        self._parked: int = conn.execute("SELECT count(*) FROM unmatched_receipts").fetchone()[0]
+
+    # ------------------------------------------------------------------ plumbing
+    def _create_schema(self) -> None:
+        conn = self._conn
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise LedgerError(f"{self.path}: schema version {version} is newer than this code")
+        if version == SCHEMA_VERSION:
+            return
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            conn.executemany(
+                "INSERT OR REPLACE INTO state_names (code, name) VALUES (?, ?)",
+                [(code, state.value) for state, code in _CODE.items()],
+            )
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    def _begin(self) -> None:
+        self._conn.execute("BEGIN IMMEDIATE")
+
+    def _commit(self) -> None:
+        self._conn.execute("COMMIT")
+
+    def _rollback(self) -> None:
+        if self._conn.in_transaction:
+            self._conn.execute("ROLLBACK")
+
+    def _campaign(self, campaign: str) -> tuple[int, int]:
+        found = self._ids.get(campaign)
+        if found is None:
+            row = self._conn.execute(
+                "SELECT id, first_id FROM campaigns WHERE name = ?", (campaign,)
+            ).fetchone()
+            if row is None:
+                raise LedgerError(f"no campaign {campaign!r} in the ledger: open_campaign first")
+            found = self._ids[campaign] = (int(row[0]), int(row[1]))
+        return found
+
+    def _tally(self, cid: int, deltas: Deltas | Counter[tuple[str, int]]) -> None:
+        rows = [(cid, route, code, n) for (route, code), n in deltas.items() if n]
+        if rows:
+            self._conn.executemany(
+                "INSERT INTO tallies (campaign, route, state, n) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (campaign, route, state) DO UPDATE SET n = n + excluded.n",
+                rows,
+            )
+
+    def _bump_meta(self, key: str, n: int) -> None:
+        if n:
+            self._conn.execute(
+                "INSERT INTO meta (key, value) VALUES (?, ?) "
+                "ON CONFLICT (key) DO UPDATE SET value = value + excluded.value",
+                (key, n),
+            )
+
+    def _ensure_sources(self, wanted: set[tuple[str, int]]) -> None:
+        new = wanted - self._sources.keys()
+        if not new:
+            return
+        conn = self._conn
+        self._begin()
+        try:
+            conn.executemany("INSERT OR IGNORE INTO sources (topic, partition) VALUES (?, ?)", new)
+            found = {
+                (topic, partition): int(sid)
+                for sid, topic, partition in conn.execute(
+                    "SELECT id, topic, partition FROM sources"
+                )
+            }
+        except BaseException:
+            self._rollback()
+            raise
+        self._commit()
+        self._sources = found
+
+    # ------------------------------------------------------------------ campaigns
+    def open_campaign(self, campaign: str, snapshot: dict[str, int] | None) -> CampaignInfo:
+        """Create the campaign with ``snapshot``, or return it as first stored.
+
+        A restart passes a fresh snapshot and gets the original back. ``snapshot=None`` only
+        opens an existing campaign (:class:`LedgerError` when there is none).
+        """
+        info = self._info(campaign)
+        if info is not None:
+            return info
+        if snapshot is None:
+            raise LedgerError(f"no campaign {campaign!r} in the ledger and no snapshot to start it")
+        conn = self._conn
+        self._begin()
+        try:
+            conn.execute(
+                "INSERT INTO campaigns (name, snapshot, control, created_at, first_id) "
+                "VALUES (?, ?, 'running', ?, (SELECT ifnull(max(id), 0) + 1 FROM recipients))",
+                (campaign, json.dumps(snapshot, sort_keys=True), self._clock()),
+            )
+        except BaseException:
+            self._rollback()
+            raise
+        self._commit()
+        info = self._info(campaign)
+        assert info is not None
+        return info
+
+    def _info(self, campaign: str) -> CampaignInfo | None:
+        row = self._conn.execute(
+            "SELECT name, snapshot, control, created_at FROM campaigns WHERE name = ?",
+            (campaign,),
+        ).fetchone()
+        return None if row is None else _campaign_info(row)
+
+    def campaigns(self) -> list[CampaignInfo]:
+        """Every campaign in the ledger, oldest first."""
+        rows = self._conn.execute(
+            "SELECT name, snapshot, control, created_at FROM campaigns ORDER BY id"
+        )
+        return [_campaign_info(row) for row in rows]
+
+    def set_control(self, campaign: str, control: str) -> None:
+        """Store running / paused / cancelled for the campaign (it survives restarts)."""
+        try:
+            value = Control(control)
+        except ValueError:
+            raise LedgerError(f"control must be one of {[c.value for c in Control]}") from None
+        cid, _ = self._campaign(campaign)
+        self._begin()
+        try:
+            self._conn.execute("UPDATE campaigns SET control = ? WHERE id = ?", (value.value, cid))
+        except BaseException:
+            self._rollback()
+            raise
+        self._commit()
+
+    # ------------------------------------------------------------------ claims
+    def claim(self, campaign: str, claims: Sequence[Claim], state: State) -> list[State | None]:
+        """Insert new recipients with ``state``; report those already known.
+
+        Returns, per claim, ``None`` when it was new (now stored with ``state``) or the state
+        stored before. Within the batch the first claim of a number wins and later ones get
+        ``state``. One transaction: when this returns, the new rows are on disk.
+        """
+        if not claims:
+            return []
+        cid, _ = self._campaign(campaign)
+        code = _CODE[State(state)]
+        sources = set(map(_SOURCE, claims))
+        self._ensure_sources(sources)
+        if len(sources) == 1:
+            source_sql = str(self._sources[sources.pop()])
+        else:
+            source_sql = "(SELECT id FROM sources WHERE topic = ?4 AND partition = ?5)"
+        now = _sql_float(self._clock())
+        insert = (
+            "INSERT OR IGNORE INTO recipients (campaign, msisdn, state, route, parts, source, "
+            "src_offset, text, created_at, updated_at) "
+            f"VALUES ({cid}, ?1, {code}, ?2, ?3, {source_sql}, ?6, ?7, {now}, {now})"
+        )
+        conn = self._conn
+        self._begin()
+        try:
+            first = self._next_id()
+            before = conn.total_changes
+            conn.executemany(insert, claims)
+            if conn.total_changes - before == len(claims):  # the usual case: all new
+                self._tally(cid, _route_counts(Counter(map(_ROUTE, claims)), code))
+                last = self._next_id()
+                self._commit()
+                if code == _IN_FLIGHT:
+                    self._remember(cid, claims, first, last)
+                return [None] * len(claims)
+            # Some were known (or repeated in the batch): undo, look them up, insert the rest.
+            self._rollback()
+            self._begin()
+            known: dict[str, int] = dict(
+                conn.execute(
+                    f"SELECT msisdn, state FROM recipients WHERE campaign = {cid} "
+                    "AND msisdn IN (SELECT value FROM json_each(?))",
+                    (_json(map(_FIRST, claims)),),
+                )
+            )
+            result: list[State | None] = []
+            fresh: list[Claim] = []
+            for c in claims:
+                old = known.get(c[0])
+                if old is None:
+                    known[c[0]] = code
+                    fresh.append(c)
+                    result.append(None)
+                else:
+                    result.append(_STATE_OF[old])
+            first = self._next_id()
+            conn.executemany(insert, fresh)
+            self._tally(cid, _route_counts(Counter(map(_ROUTE, fresh)), code))
+            last = self._next_id()
+        except BaseException:
+            self._rollback()
+            raise
+        self._commit()
+        if code == _IN_FLIGHT:
+            self._remember(cid, fresh, first, last)
+        return result
+
+    def _next_id(self) -> int:
+        """The id the next recipient row gets (rowids grow by one from the largest)."""
+        row = self._conn.execute("SELECT ifnull(max(id), 0) + 1 FROM recipients").fetchone()
+        return int(row[0])
+
+    def _remember(self, cid: int, claims: Sequence[Claim], first: int, last: int) -> None:
+        """Cache msisdn -> (id, route) for rows just committed IN_FLIGHT with ids first..last-1,
+        so their outcomes need no lookup. Bounded by ``flight_cache``; a miss costs a query."""
+        flight = self._flight.setdefault(cid, {})
+        if last - first != len(claims) or len(flight) + len(claims) > self.flight_cache:
+            return
+        ids = zip(range(first, last), map(_ROUTE, claims), strict=True)
+        flight.update(zip(map(_FIRST, claims), ids, strict=True))
+
+    def record_rejects(self, campaign: str, rows: Sequence[tuple[str, State, str]]) -> None:
+        """Store (msisdn, SUPPRESSED | REJECTED, reason) rows; numbers already known are kept
+        as they are (first record wins)."""
+        if not rows:
+            return
+        cid, _ = self._campaign(campaign)
+        conn = self._conn
+        now = self._clock()
+        self._begin()
+        try:
+            known = {
+                m
+                for (m,) in conn.execute(
+                    f"SELECT msisdn FROM recipients WHERE campaign = {cid} "
+                    "AND msisdn IN (SELECT value FROM json_each(?))",
+                    (_json(map(_FIRST, rows)),),
+                )
+            }
+            fresh = []
+            deltas: Counter[tuple[str, int]] = Counter()
+            for msisdn, state, reason in rows:
+                if msisdn in known:
+                    continue
+                known.add(msisdn)
+                code = _CODE[State(state)]
+                fresh.append((cid, msisdn, code, reason, now, now))
+                deltas["", code] += 1
+            conn.executemany(
+                "INSERT INTO recipients (campaign, msisdn, state, parts, error, created_at, "
+                "updated_at) VALUES (?, ?, ?, 0, ?, ?, ?)",
+                fresh,
+            )
+            self._tally(cid, deltas)
+        except BaseException:
+            self._rollback()
+            raise
+        self._commit()
+
+    # ------------------------------------------------------------------ outcomes
+    def record_outcomes(self, campaign: str, rows: Sequence[Outcome]) -> None:
+        """Record submit outcomes and the message id of every part.
+
+        A recipient already in a FINAL state keeps it (a receipt or a rejection came first);
+        otherwise it takes the outcome's state, status and error. Message ids are stored
+        whatever the state (INSERT OR REPLACE on the key: keys must be unique in the ledger,
+        so the engine qualifies them by SMSC when two SMSCs can issue the same ids). An
+        outcome for a number never claimed creates its row rather than being lost. Parked
+        receipts whose key arrives here are matched in the same transaction.
+        """
+        if not rows:
+            return
+        cid, _ = self._campaign(campaign)
+        conn = self._conn
+        now = self._clock()
+        self._begin()
+        try:
+            flight = self._flight.get(cid)
+            if flight:
+                found: dict[str, list[Any]] = {}
+                lookup = []
+                for msisdn in map(_FIRST, rows):
+                    hit = flight.get(msisdn)
+                    if hit is None:
+                        lookup.append(msisdn)
+                    else:
+                        found[msisdn] = [hit[0], _IN_FLIGHT, hit[1] or ""]
+                if lookup:
+                    found.update(self._recipients_by_msisdn(cid, _json(lookup)))
+            else:
+                found = self._recipients_by_msisdn(cid, _json(map(_FIRST, rows)))
+            missing = {o[0]: o for o in rows if o[0] not in found}
+            if missing:  # engine bug or hand-made outcome: make it countable, not lost
+                conn.executemany(
+                    "INSERT INTO recipients (campaign, msisdn, state, parts, created_at, "
+                    "updated_at) VALUES (?, ?, ?, ?, ?, ?)",
+                    [
+                        (cid, m, _IN_FLIGHT, max(1, len(o.message_ids)), now, now)
+                        for m, o in missing.items()
+                    ],
+                )
+                found.update(self._recipients_by_msisdn(cid, _json(missing)))
+                self._tally(cid, Counter({("", _IN_FLIGHT): len(missing)}))
+            deltas: Deltas = defaultdict(int)
+            updates = []
+            mids = []
+            for msisdn, state, status, error, message_ids in rows:
+                rec = found[msisdn]
+                old = rec[1]
+                if old < _FIRST_FINAL:
+                    new = _CODE[state]
+                    if new != old:
+                        deltas[rec[2], old] -= 1
+                        deltas[rec[2], new] += 1
+                        rec[1] = new
+                    updates.append((new, status, error, now, rec[0]))
+                rid = rec[0]
+                for part, raw_id, key in message_ids:
+                    mids.append((key, cid, rid, part, None if raw_id == key else raw_id))
+            conn.executemany(
+                "UPDATE recipients SET state = ?, status = ?, error = ?, updated_at = ? "
+                "WHERE id = ?",
+                updates,
+            )
+            if mids:
+                conn.executemany(
+                    "INSERT OR REPLACE INTO message_ids (key, campaign, recipient, part, raw_id) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    mids,
+                )
+            self._tally(cid, deltas)
+            parked = self._parked
+            if parked and mids:
+                parked -= self._match_parked_keys(_json(m[0] for m in mids))
+        except BaseException:
+            self._rollback()
+            raise
+        self._commit()
+        self._parked = parked
+        if flight:
+            for msisdn in map(_FIRST, rows):
+                flight.pop(msisdn, None)
+
+    def _recipients_by_msisdn(self, cid: int, msisdns_json: str) -> dict[str, list[Any]]:
+        """msisdn -> [id, state code, route or ''] for the numbers given (a JSON array)."""
+        return {
+            m: [rid, code, route]
+            for m, rid, code, route in self._conn.execute(
+                f"SELECT msisdn, id, state, ifnull(route, '') FROM recipients "
+                f"WHERE campaign = {cid} AND msisdn IN (SELECT value FROM json_each(?))",
+                (msisdns_json,),
+            )
+        }
+
+    # ------------------------------------------------------------------ receipts
+    def record_receipts(self, rows: Sequence[ReceiptRow]) -> list[ReceiptRow]:
+        """Apply receipts to their parts and recipients; return those whose key is unknown.
+
+        Per part, the first final receipt counts; later receipts for that part are ignored
+        (duplicates), intermediate ones are recorded until a final one arrives. A recipient
+        in flight, submitted or unknown becomes DELIVERED when every part has a delivered
+        receipt, and FAILED, EXPIRED or UNKNOWN as soon as one part has such a receipt (the
+        first of those wins). FINAL recipients never change.
+        """
+        if not rows:
+            return []
+        self._begin()
+        try:
+            unmatched = self._apply_receipts(rows)
+        except BaseException:
+            self._rollback()
+            raise
+        self._commit()
+        return unmatched
+
+    def _apply_receipts(self, rows: Sequence[ReceiptRow]) -> list[ReceiptRow]:
+        conn = self._conn
+        parts: dict[str, list[Any]] = {}  # key -> [recipient id, receipt]
+        recipients: dict[int, list[Any]] = {}  # id -> [state, delivered, parts, route, was]
+        for key, rid, receipt, campaign, state, delivered, n_parts, route in conn.execute(
+            "SELECT m.key, m.recipient, m.receipt, r.campaign, r.state, r.delivered, r.parts, "
+            "ifnull(r.route, '') FROM message_ids AS m JOIN recipients AS r ON r.id = m.recipient "
+            "WHERE m.key IN (SELECT value FROM json_each(?))",
+            (_json(map(_FIRST, rows)),),
+        ):
+            parts[key] = [rid, receipt]
+            recipients[rid] = [state, delivered, n_parts, route, state, campaign, 0.0]
+        unmatched: list[ReceiptRow] = []
+        part_updates: list[ReceiptRow] = []
+        effect_of = _RECEIPT_EFFECT
+        for row in rows:
+            part = parts.get(row[0])
+            if part is None:
+                unmatched.append(row)
+                continue
+            if part[1] in effect_of:  # this part already has its final receipt
+                continue
+            part[1] = row[1]
+            part_updates.append(row)
+            effect = effect_of.get(row[1])
+            if effect is None:
+                continue
+            rec = recipients[part[0]]
+            rec[6] = row[3]
+            if effect == _DELIVERED:
+                rec[1] += 1
+                if rec[0] in _RECEIPT_SETTLES and rec[1] >= rec[2]:
+                    rec[0] = _DELIVERED
+            elif rec[0] in _RECEIPT_SETTLES:
+                rec[0] = effect
+        if not part_updates:
+            return unmatched
+        conn.executemany(
+            "UPDATE message_ids SET receipt = ?2, receipt_at = ?4 WHERE key = ?1", part_updates
+        )
+        updates = []
+        deltas: dict[int, Deltas] = defaultdict(lambda: defaultdict(int))
+        for rid, (state, delivered, _, route, was, cid, at) in recipients.items():
+            if at:
+                updates.append((state, delivered, at, rid))
+                if state != was:
+                    deltas[cid][route, was] -= 1
+                    deltas[cid][route, state] += 1
+        conn.executemany(
+            "UPDATE recipients SET state = ?, delivered = ?, updated_at = ? WHERE id = ?", updates
+        )
+        for cid, campaign_deltas in deltas.items():
+            self._tally(cid, campaign_deltas)
+        return unmatched
+
+    def park_unmatched(self, rows: Sequence[ReceiptRow]) -> None:
+        """Persist receipts that found no message id, for :meth:`match_parked` and for
+        :meth:`record_outcomes` to match later. Beyond ``max_parked`` the oldest are dropped
+        (counted in the report as ``overflow``)."""
+        if not rows:
+            return
+        conn = self._conn
+        self._begin()
+        try:
+            conn.executemany(
+                "INSERT INTO unmatched_receipts (key, state, raw_id, received_at) "
+                "VALUES (?, ?, ?, ?)",
+                rows,
+            )
+            parked = self._parked + len(rows)
+            excess = parked - self.max_parked
+            if excess > 0:
+                conn.execute(
+                    "DELETE FROM unmatched_receipts WHERE id IN "
+                    "(SELECT id FROM unmatched_receipts ORDER BY id LIMIT ?)",
+                    (excess,),
+                )
+                self._bump_meta("receipts_overflow", excess)
+                parked -= excess
+        except BaseException:
+            self._rollback()
+            raise
+        self._commit()
+        self._parked = parked
+
+    def match_parked(self, now: float | None = None) -> int:
+        """Retry every parked receipt; drop those older than ``receipt_max_age`` (counted in
+        the report as ``expired``). Returns how many matched. Cheap when nothing is parked."""
+        if not self._parked:
+            return 0
+        conn = self._conn
+        cutoff = (self._clock() if now is None else now) - self.receipt_max_age
+        self._begin()
+        try:
+            matched = self._match_parked_keys(None)
+            expired = conn.execute(
+                "DELETE FROM unmatched_receipts WHERE received_at < ?", (cutoff,)
+            ).rowcount
+            self._bump_meta("receipts_expired", expired)
+            parked = conn.execute("SELECT count(*) FROM unmatched_receipts").fetchone()[0]
+        except BaseException:
+            self._rollback()
+            raise
+        self._commit()
+        self._parked = parked
+        return matched
+
+    def _match_parked_keys(self, keys_json: str | None) -> int:
+        """Apply and delete parked receipts whose key is now known (all keys, or those in the
+        JSON array). Inside the caller's transaction. Returns how many matched."""
+        conn = self._conn
+        if keys_json is None:
+            found = conn.execute(
+                "SELECT u.id, u.key, u.state, u.raw_id, u.received_at FROM unmatched_receipts u "
+                "WHERE EXISTS (SELECT 1 FROM message_ids m WHERE m.key = u.key) ORDER BY u.id"
+            ).fetchall()
+        else:
+            found = conn.execute(
+                "SELECT id, key, state, raw_id, received_at FROM unmatched_receipts "
+                "WHERE key IN (SELECT value FROM json_each(?)) ORDER BY id",
+                (keys_json,),
+            ).fetchall()
+        if not found:
+            return 0
+        self._apply_receipts([ReceiptRow(*row[1:]) for row in found])
+        conn.execute(
+            "DELETE FROM unmatched_receipts WHERE id IN (SELECT value FROM json_each(?))",
+            (_json(row[0] for row in found),),
+        )
+        return len(found)
+
+    # ------------------------------------------------------------------ queries and marks
+    def pending(self, campaign: str, route: str | None, limit: int) -> list[PendingRow]:
+        """PENDING recipients of ``route`` (``None`` or ``''``: those without a route), oldest
+        first (claim order)."""
+        cid, _ = self._campaign(campaign)
+        route_sql = "route = ?" if route else "route IS NULL"
+        args: tuple[Any, ...] = (route, limit) if route else (limit,)
+        rows = self._conn.execute(
+            f"SELECT msisdn, route, parts, text FROM recipients "
+            f"WHERE campaign = {cid} AND {route_sql} AND state = 0 ORDER BY id LIMIT ?",
+            args,
+        )
+        return [PendingRow(*row) for row in rows]
+
+    def pending_by_route(self, campaign: str) -> dict[str, int]:
+        """PENDING recipients per route ('' for none), from the tallies: O(routes)."""
+        cid, _ = self._campaign(campaign)
+        rows = self._conn.execute(
+            "SELECT route, n FROM tallies WHERE campaign = ? AND state = ? AND n != 0",
+            (cid, _PENDING),
+        )
+        return {route: int(n) for route, n in rows}
+
+    def in_flight(self, campaign: str, limit: int, after: str = "") -> list[str]:
+        """Up to ``limit`` IN_FLIGHT numbers greater than ``after``, in order.
+
+        At startup these are the recipients whose outcome a crash lost. One pass over the
+        campaign's rows per call (sequential, ~0.1 us a row), so page with a large limit.
+        """
+        cid, first_id = self._campaign(campaign)
+        rows = self._conn.execute(
+            f"SELECT msisdn FROM recipients WHERE id >= {first_id} AND +campaign = {cid} "
+            f"AND state = {_IN_FLIGHT} AND msisdn > ? ORDER BY msisdn LIMIT ?",
+            (after, limit),
+        )
+        return [m for (m,) in rows]
+
+    def mark(
+        self,
+        campaign: str,
+        msisdns: Sequence[str],
+        state: State,
+        error: str = "",
+        only_from: State | None = None,
+    ) -> int:
+        """Set ``state`` (and ``error`` when given) on these recipients, whatever their state,
+        or only on those in ``only_from``. Returns how many rows changed."""
+        if not msisdns:
+            return 0
+        cid, _ = self._campaign(campaign)
+        code = _CODE[State(state)]
+        conn = self._conn
+        self._begin()
+        try:
+            found = self._recipients_by_msisdn(cid, _json(msisdns))
+            deltas: Deltas = defaultdict(int)
+            ids = []
+            for rid, old, route in found.values():
+                if only_from is not None and old != _CODE[only_from]:
+                    continue
+                ids.append(rid)
+                deltas[route, old] -= 1
+                deltas[route, code] += 1
+            conn.execute(
+                f"UPDATE recipients SET state = {code}, updated_at = ?, "
+                "error = CASE WHEN ? = '' THEN error ELSE ? END "
+                "WHERE id IN (SELECT value FROM json_each(?))",
+                (self._clock(), error, error, _json(ids)),
+            )
+            self._tally(cid, deltas)
+        except BaseException:
+            self._rollback()
+            raise
+        self._commit()
+        flight = self._flight.get(cid)
+        if flight:
+            for msisdn in msisdns:
+                flight.pop(msisdn, None)
+        return len(ids)
+
+    def counts(self, campaign: str) -> dict[str, int]:
+        """Recipients per state (every state, zeros included), from the tallies: O(routes)."""
+        cid, _ = self._campaign(campaign)
+        counts = dict.fromkeys((s.value for s in State), 0)
+        for code, n in self._conn.execute(
+            "SELECT state, sum(n) FROM tallies WHERE campaign = ? GROUP BY state", (cid,)
+        ):
+            counts[_STATE_OF[code].value] = int(n)
+        return counts
+
+    def recount(self, campaign: str) -> dict[str, int]:
+        """Recipients per state counted from the rows themselves (a full pass): a check on
+        the tallies, which :meth:`counts` reads. The two agree unless the file was edited."""
+        cid, first_id = self._campaign(campaign)
+        counts = dict.fromkeys((s.value for s in State), 0)
+        for code, n in self._conn.execute(
+            f"SELECT state, count(*) FROM recipients WHERE id >= {first_id} "
+            f"AND +campaign = {cid} GROUP BY state"
+        ):
+            counts[_STATE_OF[code].value] = int(n)
+        return counts
+
+    def report(self, campaign: str, unknown_cap: int = 1000) -> dict[str, Any]:
+        """The campaign's final account, JSON-ready.
+
+        Keys: campaign, control, created_at, snapshot, total, states {state: n},
+        by_route {route ('' none): {state: n}}, statuses {ESME_x: recipients},
+        receipts {receipt state or 'none': parts}, unknown {count, msisdns (first
+        ``unknown_cap``)}, unmatched_receipts {parked, expired, overflow} (ledger-wide).
+        One pass over the campaign's rows and over ``message_ids``.
+        """
+        cid, first_id = self._campaign(campaign)
+        info = self._info(campaign)
+        assert info is not None
+        conn = self._conn
+        by_route: dict[str, dict[str, int]] = {}
+        for route, code, n in conn.execute(
+            "SELECT route, state, n FROM tallies WHERE campaign = ? AND n != 0", (cid,)
+        ):
+            by_route.setdefault(route, {})[_STATE_OF[code].value] = int(n)
+        states = self.counts(campaign)
+        statuses = {
+            status_name(status): int(n)
+            for status, n in conn.execute(
+                f"SELECT status, count(*) FROM recipients WHERE id >= {first_id} "
+                f"AND +campaign = {cid} AND status IS NOT NULL GROUP BY status"
+            )
+        }
+        receipts = {
+            receipt or "none": int(n)
+            for receipt, n in conn.execute(
+                "SELECT receipt, count(*) FROM message_ids WHERE campaign = ? GROUP BY receipt",
+                (cid,),
+            )
+        }
+        unknown = [
+            m
+            for (m,) in conn.execute(
+                f"SELECT msisdn FROM recipients WHERE id >= {first_id} AND +campaign = {cid} "
+                f"AND state = {_UNKNOWN} ORDER BY id LIMIT ?",
+                (unknown_cap,),
+            )
+        ]
+        meta = dict(conn.execute("SELECT key, value FROM meta"))
+        return {
+            "campaign": info.name,
+            "control": info.control,
+            "created_at": info.created_at,
+            "snapshot": info.snapshot,
+            "total": sum(states.values()),
+            "states": states,
+            "by_route": by_route,
+            "statuses": statuses,
+            "receipts": receipts,
+            "unknown": {"count": states[State.UNKNOWN.value], "msisdns": unknown},
+            "unmatched_receipts": {
+                "parked": self._parked,
+                "expired": int(meta.get("receipts_expired", 0)),
+                "overflow": int(meta.get("receipts_overflow", 0)),
+            },
+        }
+
+    def close(self) -> None:
+        """Close the connection (a clean close checkpoints and removes the WAL file)."""
+        self._conn.close()
+
+
+def _campaign_info(row: tuple[Any, ...]) -> CampaignInfo:
+    name, snapshot, control, created_at = row
+    return CampaignInfo(
+        name, {k: int(v) for k, v in json.loads(snapshot).items()}, control, float(created_at)
+    )
+
+
+T = TypeVar("T")
+
+
+class AsyncLedger:
+    """A :class:`Ledger` on one dedicated worker thread, for use from an event loop.
+
+    ``AsyncLedger(path)`` opens a :class:`SqliteLedger` on that thread (SQLite connections
+    stay on the thread that made them); pass ``factory`` for another implementation. Calls run
+    one at a time, in the order made; an error opening the ledger is raised by every call.
+    Arguments cross to the worker thread as they are: do not mutate a batch while its call
+    is pending.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str] | None = None,
+        *,
+        factory: Callable[[], Ledger] | None = None,
+    ) -> None:
+        if factory is None:
+            if path is None:
+                raise TypeError("AsyncLedger needs a path or a factory")
+            factory = functools.partial(SqliteLedger, path)
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ledger")
+        self._ledger: Ledger | None = None
+        self._open_error: BaseException | None = None
+        self._closed = False
+        self._executor.submit(self._open, factory)
+
+    def _open(self, factory: Callable[[], Ledger]) -> None:
+        try:
+            self._ledger = factory()
+        except BaseException as exc:
+            self._open_error = exc
+
+    def _on_thread(self, fn: Callable[[Ledger], T]) -> T:
+        if self._ledger is None:
+            raise LedgerError("the ledger failed to open") from self._open_error
+        return fn(self._ledger)
+
+    async def _run(self, fn: Callable[[Ledger], T]) -> T:
+        if self._closed:
+            raise LedgerError("the ledger is closed")
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self._on_thread, fn)
+
+    async def open_campaign(self, campaign: str, snapshot: dict[str, int] | None) -> CampaignInfo:
+        return await self._run(lambda led: led.open_campaign(campaign, snapshot))
+
+    async def set_control(self, campaign: str, control: str) -> None:
+        await self._run(lambda led: led.set_control(campaign, control))
+
+    async def claim(
+        self, campaign: str, claims: Sequence[Claim], state: State
+    ) -> list[State | None]:
+        return await self._run(lambda led: led.claim(campaign, claims, state))
+
+    async def record_rejects(self, campaign: str, rows: Sequence[tuple[str, State, str]]) -> None:
+        await self._run(lambda led: led.record_rejects(campaign, rows))
+
+    async def record_outcomes(self, campaign: str, rows: Sequence[Outcome]) -> None:
+        await self._run(lambda led: led.record_outcomes(campaign, rows))
+
+    async def record_receipts(self, rows: Sequence[ReceiptRow]) -> list[ReceiptRow]:
+        return await self._run(lambda led: led.record_receipts(rows))
+
+    async def park_unmatched(self, rows: Sequence[ReceiptRow]) -> None:
+        await self._run(lambda led: led.park_unmatched(rows))
+
+    async def match_parked(self, now: float | None = None) -> int:
+        return await self._run(lambda led: led.match_parked(now))
+
+    async def pending(self, campaign: str, route: str | None, limit: int) -> list[PendingRow]:
+        return await self._run(lambda led: led.pending(campaign, route, limit))
+
+    async def pending_by_route(self, campaign: str) -> dict[str, int]:
+        return await self._run(lambda led: led.pending_by_route(campaign))
+
+    async def in_flight(self, campaign: str, limit: int, after: str = "") -> list[str]:
+        return await self._run(lambda led: led.in_flight(campaign, limit, after))
+
+    async def mark(
+        self,
+        campaign: str,
+        msisdns: Sequence[str],
+        state: State,
+        error: str = "",
+        only_from: State | None = None,
+    ) -> int:
+        return await self._run(lambda led: led.mark(campaign, msisdns, state, error, only_from))
+
+    async def counts(self, campaign: str) -> dict[str, int]:
+        return await self._run(lambda led: led.counts(campaign))
+
+    async def report(self, campaign: str, unknown_cap: int = 1000) -> dict[str, Any]:
+        return await self._run(lambda led: led.report(campaign, unknown_cap))
+
+    async def campaigns(self) -> list[CampaignInfo]:
+        return await self._run(lambda led: led.campaigns())
+
+    async def close(self) -> None:
+        """Close the ledger on its thread, then stop the thread. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            await asyncio.get_running_loop().run_in_executor(self._executor, self._close)
+        finally:
+            self._executor.shutdown(wait=False)
+
+    def _close(self) -> None:
+        if self._ledger is not None:
+            self._ledger.close()
+            self._ledger = None

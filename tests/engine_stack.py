@@ -1,0 +1,107 @@
+"""Helpers for engine tests: a simulator with one account per route, an engine
+config pointing at it, segments in a real broker, and an engine run in-process."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from smsblast.config import Campaign, CampaignsFile, EngineConfig
+from smsblast.engine.engine import Engine
+from smsblast.ledger import AsyncLedger
+from smsblast.optout import OptOutList
+from smsblast.segments import encode_record, produce
+from smsblast.simulator import Profile
+
+PASSWORD_ENV = "SMSBLAST_TEST_SMSC_PASSWORD"
+PASSWORD = "pw"
+
+
+@dataclass(frozen=True)
+class RouteSpec:
+    name: str
+    prefixes: tuple[str, ...]
+    tps: float
+    binds: int = 1
+    window: int = 50
+    port: int | None = None  # None: the simulator's port
+
+
+def simulator_profile(routes: Iterable[RouteSpec], **extra: Any) -> Profile:
+    data: dict[str, Any] = {
+        "listen": "127.0.0.1:0",
+        "seed": 11,
+        "accounts": [
+            {"system_id": r.name, "password": PASSWORD, "tps_per_bind": int(r.tps)} for r in routes
+        ],
+        "receipts": {"enabled": True, "delay": {"dist": "uniform", "min_ms": 1, "max_ms": 30}},
+    }
+    data.update(extra)
+    return Profile.model_validate(data)
+
+
+def engine_config(
+    bootstrap: str, sim_port: int, routes: Iterable[RouteSpec], ledger_path: str, **extra: Any
+) -> EngineConfig:
+    os.environ[PASSWORD_ENV] = PASSWORD
+    data: dict[str, Any] = {
+        "kafka": {"bootstrap_servers": [bootstrap]},
+        "ledger": {"path": ledger_path},
+        "routes": {
+            r.name: {
+                "prefixes": list(r.prefixes),
+                "smscs": [
+                    {
+                        "host": "127.0.0.1",
+                        "port": r.port or sim_port,
+                        "system_id": r.name,
+                        "password_env": PASSWORD_ENV,
+                        "binds": r.binds,
+                        "tps_per_bind": r.tps,
+                        "window": r.window,
+                        "enquire_link_interval": 5,
+                        "response_timeout": 5,
+                    }
+                ],
+            }
+            for r in routes
+        },
+    }
+    data.update(extra)
+    return EngineConfig.model_validate(data)
+
+
+def campaign(name: str, topics: list[str], **extra: Any) -> Campaign:
+    data: dict[str, Any] = {
+        "name": name,
+        "sender": "KOMINFO",
+        "segments": topics,
+        "template": "Jaga Persatuan Indonesia, datang ke TPS dan gunakan hak pilih",
+        "receipt_wait": "20s",
+    }
+    data.update(extra)
+    return CampaignsFile.model_validate({"campaigns": [data]}).campaigns[0]
+
+
+async def fill(
+    bootstrap: str, topic: str, numbers: Iterable[str], extra: Iterable[bytes] = ()
+) -> int:
+    records: list[tuple[bytes | None, bytes | None]] = [
+        (n.encode(), encode_record({"msisdn": n, "name": "Budi"})) for n in numbers
+    ]
+    records += [(None, raw) for raw in extra]
+    return await produce(bootstrap, topic, records)
+
+
+def make_engine(
+    config: EngineConfig,
+    campaigns: list[Campaign],
+    optout: OptOutList | None = None,
+    **kw: Any,
+) -> tuple[Engine, AsyncLedger]:
+    ledger = AsyncLedger(config.ledger.path)
+    kw.setdefault("route_down_grace", 3.0)
+    kw.setdefault("drain_timeout", 3.0)
+    return Engine(config, campaigns, ledger, optout, **kw), ledger

@@ -1,0 +1,42 @@
+"""The engine end to end on a small segment: Tansu + simulator + engine in-process."""
+
+from __future__ import annotations
+
+import asyncio
+
+from smsblast.simulator import Simulator
+from tests.conftest import TopicFactory
+from tests.engine_stack import (
+    RouteSpec,
+    campaign,
+    engine_config,
+    fill,
+    make_engine,
+    simulator_profile,
+)
+
+ROUTES = [
+    RouteSpec("telkomsel", ("811", "812", "813"), tps=400),
+    RouteSpec("indosat", ("814", "815", "816", "856"), tps=300),
+    RouteSpec("xl", ("817", "818", "819"), tps=200),
+]
+
+
+async def test_small_blast_reaches_every_recipient_once(
+    kafka_bootstrap: str, kafka_topic: TopicFactory, tmp_path
+) -> None:
+    topic = await kafka_topic(partitions=3)
+    numbers = [f"6281{2 + (i % 3) * 0}{i:08d}" for i in range(300)]
+    numbers += [f"62856{i:08d}" for i in range(200)] + [f"62817{i:08d}" for i in range(100)]
+    await fill(kafka_bootstrap, topic, numbers, extra=[b"not json", b'{"msisdn": "021555"}'])
+    async with Simulator(simulator_profile(ROUTES)) as smsc:
+        config = engine_config(kafka_bootstrap, smsc.port, ROUTES, str(tmp_path / "l.sqlite"))
+        engine, ledger = make_engine(config, [campaign("smoke", [topic])])
+        await asyncio.wait_for(engine.run(until_done=True), 60)
+        counts = await ledger.counts("smoke")
+        await ledger.close()
+        stats = smsc.stats()
+    assert stats["totals"]["duplicates"] == 0
+    assert stats["totals"]["submits_accepted"] == 600
+    assert counts.get("delivered", 0) + counts.get("failed", 0) + counts.get("expired", 0) == 600
+    assert counts.get("rejected") == 2

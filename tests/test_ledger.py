@@ -1,0 +1,688 @@
+"""The ledger on real SQLite files: claims, outcomes, receipts, restarts, kill -9, asyncio."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from smsblast.ledger import (
+    AsyncLedger,
+    Claim,
+    LedgerError,
+    Outcome,
+    ReceiptRow,
+    SqliteLedger,
+    State,
+)
+
+CAMPAIGN = "spring-sale"
+SNAPSHOT = {"segments:0": 100, "segments:1": 50}
+
+LedgerFactory = Callable[..., SqliteLedger]
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    return tmp_path / "ledger.db"
+
+
+@pytest.fixture
+def make_ledger(db_path: Path) -> Iterator[LedgerFactory]:
+    """``make_ledger()`` opens (or reopens) the test's ledger file; all are closed at the end."""
+    opened: list[SqliteLedger] = []
+
+    def make(**kwargs: object) -> SqliteLedger:
+        ledger = SqliteLedger(db_path, **kwargs)  # type: ignore[arg-type]
+        opened.append(ledger)
+        return ledger
+
+    yield make
+    for ledger in opened:
+        ledger.close()
+
+
+@pytest.fixture
+def ledger(make_ledger: LedgerFactory) -> SqliteLedger:
+    led = make_ledger()
+    led.open_campaign(CAMPAIGN, SNAPSHOT)
+    return led
+
+
+def claims_for(numbers: range | list[int], route: str | None = "tsel", **kw: object) -> list[Claim]:
+    return [
+        Claim(f"62811{n:07d}", route, 1, "segments", n % 2, n, **kw)  # type: ignore[arg-type]
+        for n in numbers
+    ]
+
+
+def msisdn(n: int) -> str:
+    return f"62811{n:07d}"
+
+
+def submitted(n: int, parts: int = 1) -> Outcome:
+    ids = tuple((p, f"ID{n}-{p}", f"k{n}-{p}") for p in range(1, parts + 1))
+    return Outcome(msisdn(n), State.SUBMITTED, 0, "", ids)
+
+
+def receipt(n: int, state: str = "delivered", part: int = 1, at: float = 0.0) -> ReceiptRow:
+    return ReceiptRow(f"k{n}-{part}", state, f"ID{n}-{part}", at or time.time())
+
+
+def state_of(led: SqliteLedger, n: int) -> State | None:
+    """The stored state, read through ``claim`` as the engine would after a restart."""
+    return led.claim(CAMPAIGN, claims_for([n]), State.IN_FLIGHT)[0]
+
+
+def assert_tallies_match_rows(led: SqliteLedger, campaign: str = CAMPAIGN) -> None:
+    assert led.counts(campaign) == led.recount(campaign)
+
+
+# ---------------------------------------------------------------------- campaigns
+
+
+def test_open_campaign_keeps_the_first_snapshot_across_restarts(
+    make_ledger: LedgerFactory,
+) -> None:
+    first = make_ledger().open_campaign(CAMPAIGN, SNAPSHOT)
+    assert first.snapshot == SNAPSHOT and first.control == "running"
+    again = make_ledger().open_campaign(CAMPAIGN, {"segments:0": 999})
+    assert again == first
+    assert make_ledger().open_campaign(CAMPAIGN, None) == first
+
+
+def test_open_campaign_without_snapshot_needs_an_existing_campaign(
+    make_ledger: LedgerFactory,
+) -> None:
+    with pytest.raises(LedgerError):
+        make_ledger().open_campaign("nope", None)
+    with pytest.raises(LedgerError):
+        make_ledger().claim("nope", claims_for([1]), State.IN_FLIGHT)
+
+
+def test_control_survives_a_restart_and_is_validated(
+    ledger: SqliteLedger, make_ledger: LedgerFactory
+) -> None:
+    ledger.set_control(CAMPAIGN, "paused")
+    assert make_ledger().open_campaign(CAMPAIGN, None).control == "paused"
+    ledger.set_control(CAMPAIGN, "cancelled")
+    assert [c.control for c in make_ledger().campaigns()] == ["cancelled"]
+    with pytest.raises(LedgerError):
+        ledger.set_control(CAMPAIGN, "sleeping")
+
+
+def test_campaigns_are_separate(ledger: SqliteLedger) -> None:
+    ledger.open_campaign("other", {})
+    assert ledger.claim("other", claims_for([1]), State.IN_FLIGHT) == [None]
+    assert ledger.claim(CAMPAIGN, claims_for([1]), State.IN_FLIGHT) == [None]
+    assert [c.name for c in ledger.campaigns()] == [CAMPAIGN, "other"]
+    assert ledger.counts("other")["in_flight"] == 1
+
+
+# ---------------------------------------------------------------------- claims
+
+
+def test_claim_inserts_new_recipients_in_flight(ledger: SqliteLedger) -> None:
+    assert ledger.claim(CAMPAIGN, claims_for(range(5)), State.IN_FLIGHT) == [None] * 5
+    assert ledger.counts(CAMPAIGN)["in_flight"] == 5
+    assert ledger.in_flight(CAMPAIGN, 10) == [msisdn(n) for n in range(5)]
+
+
+def test_claim_reports_duplicates_across_batches(ledger: SqliteLedger) -> None:
+    ledger.claim(CAMPAIGN, claims_for(range(3)), State.IN_FLIGHT)
+    ledger.record_outcomes(CAMPAIGN, [submitted(1)])
+    again = ledger.claim(CAMPAIGN, claims_for([0, 1, 7]), State.IN_FLIGHT)
+    assert again == [State.IN_FLIGHT, State.SUBMITTED, None]
+    assert ledger.counts(CAMPAIGN)["in_flight"] == 3  # 0, 2 and 7
+    assert_tallies_match_rows(ledger)
+
+
+def test_claim_duplicate_within_a_batch_first_wins(ledger: SqliteLedger) -> None:
+    batch = claims_for([4, 5, 4, 6, 5, 4])
+    assert ledger.claim(CAMPAIGN, batch, State.PENDING) == [
+        None,
+        None,
+        State.PENDING,
+        None,
+        State.PENDING,
+        State.PENDING,
+    ]
+    assert ledger.counts(CAMPAIGN)["pending"] == 3
+    assert_tallies_match_rows(ledger)
+
+
+def test_reclaim_after_reopening_returns_the_stored_state(
+    ledger: SqliteLedger, make_ledger: LedgerFactory
+) -> None:
+    ledger.claim(CAMPAIGN, claims_for(range(4)), State.IN_FLIGHT)
+    ledger.record_outcomes(CAMPAIGN, [submitted(0)])
+    ledger.record_outcomes(CAMPAIGN, [Outcome(msisdn(1), State.FAILED, 0x0B, "bad dest")])
+    ledger.close()
+    reopened = make_ledger()
+    reopened.open_campaign(CAMPAIGN, SNAPSHOT)
+    assert reopened.claim(CAMPAIGN, claims_for(range(5)), State.IN_FLIGHT) == [
+        State.SUBMITTED,
+        State.FAILED,
+        State.IN_FLIGHT,
+        State.IN_FLIGHT,
+        None,
+    ]
+
+
+def test_claims_from_several_partitions_keep_their_source(
+    ledger: SqliteLedger, db_path: Path
+) -> None:
+    batch = [*claims_for(range(4)), Claim(msisdn(9), "xl", 2, "other-topic", 3, 77)]
+    ledger.claim(CAMPAIGN, batch, State.IN_FLIGHT)
+    with sqlite3.connect(db_path) as conn:
+        rows = conn.execute(
+            "SELECT r.msisdn, s.topic, s.partition, r.src_offset, r.parts FROM recipients r "
+            "JOIN sources s ON s.id = r.source ORDER BY r.id"
+        ).fetchall()
+    assert rows[0] == (msisdn(0), "segments", 0, 0, 1)
+    assert rows[1] == (msisdn(1), "segments", 1, 1, 1)
+    assert rows[-1] == (msisdn(9), "other-topic", 3, 77, 2)
+
+
+def test_rejects_are_recorded_once_and_block_later_claims(ledger: SqliteLedger) -> None:
+    ledger.claim(CAMPAIGN, claims_for([1]), State.IN_FLIGHT)
+    ledger.record_rejects(
+        CAMPAIGN,
+        [
+            (msisdn(1), State.SUPPRESSED, "opt-out"),  # already claimed: kept as it is
+            (msisdn(2), State.SUPPRESSED, "opt-out"),
+            (msisdn(3), State.REJECTED, "no route"),
+            (msisdn(3), State.SUPPRESSED, "opt-out"),  # first wins
+        ],
+    )
+    assert ledger.claim(CAMPAIGN, claims_for([1, 2, 3]), State.IN_FLIGHT) == [
+        State.IN_FLIGHT,
+        State.SUPPRESSED,
+        State.REJECTED,
+    ]
+    counts = ledger.counts(CAMPAIGN)
+    assert (counts["suppressed"], counts["rejected"], counts["in_flight"]) == (1, 1, 1)
+    assert_tallies_match_rows(ledger)
+
+
+# ---------------------------------------------------------------------- outcomes and receipts
+
+
+def test_outcomes_store_state_status_error_and_message_ids(
+    ledger: SqliteLedger, db_path: Path
+) -> None:
+    ledger.claim(CAMPAIGN, claims_for(range(3)), State.IN_FLIGHT)
+    ledger.record_outcomes(
+        CAMPAIGN,
+        [
+            submitted(0, parts=2),
+            Outcome(msisdn(1), State.FAILED, 0x45, "ESME_RSUBMITFAIL"),
+            Outcome(msisdn(2), State.UNKNOWN, None, "connection lost"),
+        ],
+    )
+    with sqlite3.connect(db_path) as conn:
+        rows = conn.execute(
+            "SELECT msisdn, n.name, status, error FROM recipients r "
+            "JOIN state_names n ON n.code = r.state ORDER BY r.id"
+        ).fetchall()
+        ids = conn.execute("SELECT key, part, raw_id FROM message_ids ORDER BY key").fetchall()
+    assert rows == [
+        (msisdn(0), "submitted", 0, ""),
+        (msisdn(1), "failed", 0x45, "ESME_RSUBMITFAIL"),
+        (msisdn(2), "unknown", None, "connection lost"),
+    ]
+    assert ids == [("k0-1", 1, "ID0-1"), ("k0-2", 2, "ID0-2")]
+    assert ledger.report(CAMPAIGN)["statuses"] == {"ESME_ROK": 1, "ESME_RSUBMITFAIL": 1}
+    assert_tallies_match_rows(ledger)
+
+
+def test_outcomes_after_a_restart_find_their_rows_without_the_cache(
+    ledger: SqliteLedger, make_ledger: LedgerFactory
+) -> None:
+    ledger.claim(CAMPAIGN, claims_for(range(3)), State.IN_FLIGHT)
+    reopened = make_ledger()
+    reopened.record_outcomes(CAMPAIGN, [submitted(n) for n in range(3)])
+    assert reopened.counts(CAMPAIGN)["submitted"] == 3
+    assert_tallies_match_rows(reopened)
+
+
+def test_a_tiny_flight_cache_still_gives_the_same_answers(make_ledger: LedgerFactory) -> None:
+    led = make_ledger(flight_cache=3)
+    led.open_campaign(CAMPAIGN, SNAPSHOT)
+    led.claim(CAMPAIGN, claims_for(range(2)), State.IN_FLIGHT)  # cached
+    led.claim(CAMPAIGN, claims_for(range(2, 10)), State.IN_FLIGHT)  # too many: not cached
+    led.record_outcomes(CAMPAIGN, [submitted(n) for n in range(10)])
+    assert led.record_receipts([receipt(n) for n in range(10)]) == []
+    assert led.counts(CAMPAIGN)["delivered"] == 10
+    assert_tallies_match_rows(led)
+
+
+def test_a_final_state_is_not_overwritten_by_a_later_outcome(ledger: SqliteLedger) -> None:
+    ledger.claim(CAMPAIGN, claims_for([1]), State.IN_FLIGHT)
+    ledger.record_outcomes(CAMPAIGN, [submitted(1)])
+    assert ledger.record_receipts([receipt(1)]) == []
+    ledger.record_outcomes(CAMPAIGN, [Outcome(msisdn(1), State.UNKNOWN, None, "late")])
+    assert state_of(ledger, 1) is State.DELIVERED
+    assert_tallies_match_rows(ledger)
+
+
+def test_an_outcome_for_an_unclaimed_number_is_counted_not_lost(ledger: SqliteLedger) -> None:
+    ledger.record_outcomes(CAMPAIGN, [submitted(42)])
+    assert ledger.counts(CAMPAIGN)["submitted"] == 1
+    assert ledger.record_receipts([receipt(42)]) == []
+    assert state_of(ledger, 42) is State.DELIVERED
+    assert_tallies_match_rows(ledger)
+
+
+def test_receipt_marks_the_recipient_delivered(ledger: SqliteLedger) -> None:
+    ledger.claim(CAMPAIGN, claims_for(range(3)), State.IN_FLIGHT)
+    ledger.record_outcomes(CAMPAIGN, [submitted(n) for n in range(3)])
+    unmatched = ledger.record_receipts(
+        [receipt(0), receipt(1, "expired"), receipt(2, "undeliverable"), receipt(9)]
+    )
+    assert unmatched == [receipt(9, at=unmatched[0].received_at)]
+    assert [state_of(ledger, n) for n in range(3)] == [
+        State.DELIVERED,
+        State.EXPIRED,
+        State.FAILED,
+    ]
+    report = ledger.report(CAMPAIGN)
+    assert report["receipts"] == {"delivered": 1, "expired": 1, "undeliverable": 1}
+    assert_tallies_match_rows(ledger)
+
+
+def test_receipts_match_across_campaigns(ledger: SqliteLedger) -> None:
+    ledger.open_campaign("other", {})
+    ledger.claim("other", claims_for([5]), State.IN_FLIGHT)
+    ledger.record_outcomes("other", [submitted(5)])
+    ledger.claim(CAMPAIGN, claims_for([6]), State.IN_FLIGHT)
+    ledger.record_outcomes(CAMPAIGN, [submitted(6)])
+    assert ledger.record_receipts([receipt(5), receipt(6, "failed")]) == []
+    assert ledger.counts("other")["delivered"] == 1
+    assert ledger.counts(CAMPAIGN)["failed"] == 1
+    assert_tallies_match_rows(ledger, "other")
+    assert_tallies_match_rows(ledger)
+
+
+def test_multipart_is_delivered_only_when_every_part_is(ledger: SqliteLedger) -> None:
+    ledger.claim(CAMPAIGN, [Claim(msisdn(1), "tsel", 3, "segments", 0, 1)], State.IN_FLIGHT)
+    ledger.record_outcomes(CAMPAIGN, [submitted(1, parts=3)])
+    ledger.record_receipts([receipt(1, part=1), receipt(1, part=1)])  # a duplicate
+    assert ledger.counts(CAMPAIGN)["submitted"] == 1
+    ledger.record_receipts([receipt(1, "enroute", part=2), receipt(1, part=2)])
+    assert ledger.counts(CAMPAIGN)["submitted"] == 1
+    ledger.record_receipts([receipt(1, part=3)])
+    assert ledger.counts(CAMPAIGN)["delivered"] == 1
+    assert ledger.report(CAMPAIGN)["receipts"] == {"delivered": 3}
+    assert_tallies_match_rows(ledger)
+
+
+def test_multipart_fails_as_soon_as_one_part_fails(ledger: SqliteLedger) -> None:
+    ledger.claim(CAMPAIGN, [Claim(msisdn(1), "tsel", 2, "segments", 0, 1)], State.IN_FLIGHT)
+    ledger.record_outcomes(CAMPAIGN, [submitted(1, parts=2)])
+    ledger.record_receipts([receipt(1, "failed", part=2)])
+    assert state_of(ledger, 1) is State.FAILED
+    ledger.record_receipts([receipt(1, part=1)])  # the other part arrives: still failed
+    assert state_of(ledger, 1) is State.FAILED
+    assert_tallies_match_rows(ledger)
+
+
+def test_intermediate_receipt_is_recorded_without_settling(ledger: SqliteLedger) -> None:
+    ledger.claim(CAMPAIGN, claims_for([1]), State.IN_FLIGHT)
+    ledger.record_outcomes(CAMPAIGN, [submitted(1)])
+    assert ledger.record_receipts([receipt(1, "accepted")]) == []
+    assert ledger.report(CAMPAIGN)["receipts"] == {"accepted": 1}
+    assert state_of(ledger, 1) is State.SUBMITTED
+    ledger.record_receipts([receipt(1, "delivered")])
+    assert state_of(ledger, 1) is State.DELIVERED
+
+
+def test_receipt_before_outcome_matches_on_retry(ledger: SqliteLedger) -> None:
+    ledger.claim(CAMPAIGN, claims_for([1]), State.IN_FLIGHT)
+    early = receipt(1)
+    assert ledger.record_receipts([early]) == [early]  # its submit_sm_resp is not recorded yet
+    ledger.record_outcomes(CAMPAIGN, [submitted(1)])
+    assert ledger.record_receipts([early]) == []
+    assert state_of(ledger, 1) is State.DELIVERED
+
+
+def test_parked_receipt_matches_when_its_outcome_is_recorded(
+    ledger: SqliteLedger, make_ledger: LedgerFactory
+) -> None:
+    ledger.claim(CAMPAIGN, claims_for([1, 2]), State.IN_FLIGHT)
+    ledger.park_unmatched([receipt(1, "expired"), receipt(7)])
+    ledger.close()
+    reopened = make_ledger()  # parked receipts are durable
+    reopened.record_outcomes(CAMPAIGN, [submitted(1), submitted(2)])
+    assert reopened.counts(CAMPAIGN)["expired"] == 1
+    assert reopened.report(CAMPAIGN)["unmatched_receipts"]["parked"] == 1  # k7 still waits
+    assert_tallies_match_rows(reopened)
+
+
+def test_match_parked_matches_late_keys_and_drops_old_receipts(
+    ledger: SqliteLedger, make_ledger: LedgerFactory
+) -> None:
+    ledger.claim(CAMPAIGN, claims_for([1]), State.IN_FLIGHT)
+    ledger.record_outcomes(CAMPAIGN, [submitted(1)])
+    now = time.time()
+    other = make_ledger(receipt_max_age=3600.0)  # another process parked them
+    other.park_unmatched([receipt(1, at=now), receipt(8, at=now - 7200), receipt(9, at=now)])
+    assert other.match_parked(now) == 1
+    assert state_of(other, 1) is State.DELIVERED
+    unmatched = other.report(CAMPAIGN)["unmatched_receipts"]
+    assert unmatched == {"parked": 1, "expired": 1, "overflow": 0}
+    assert other.match_parked(now + 7200) == 0
+    assert other.report(CAMPAIGN)["unmatched_receipts"]["expired"] == 2
+
+
+def test_parked_receipts_are_capped(make_ledger: LedgerFactory) -> None:
+    led = make_ledger(max_parked=3)
+    led.open_campaign(CAMPAIGN, SNAPSHOT)
+    led.park_unmatched([receipt(n) for n in range(5)])
+    assert led.report(CAMPAIGN)["unmatched_receipts"] == {
+        "parked": 3,
+        "expired": 0,
+        "overflow": 2,
+    }
+
+
+# ---------------------------------------------------------------------- queries and marks
+
+
+def test_pending_pages_by_route_oldest_first(ledger: SqliteLedger) -> None:
+    ledger.claim(CAMPAIGN, claims_for([5, 3, 9], text="hello"), State.PENDING)
+    ledger.claim(CAMPAIGN, claims_for([1], route="xl", text="hi"), State.PENDING)
+    ledger.claim(CAMPAIGN, claims_for([2], route=None, text="hey"), State.PENDING)
+    ledger.claim(CAMPAIGN, claims_for([4, 8], text="later"), State.PENDING)
+    first = ledger.pending(CAMPAIGN, "tsel", 4)
+    assert [r.msisdn for r in first] == [msisdn(n) for n in (5, 3, 9, 4)]
+    assert first[0].text == "hello" and first[0].parts == 1 and first[0].route == "tsel"
+    assert [r.msisdn for r in ledger.pending(CAMPAIGN, None, 10)] == [msisdn(2)]
+    assert ledger.pending(CAMPAIGN, "", 10) == ledger.pending(CAMPAIGN, None, 10)
+    assert ledger.pending_by_route(CAMPAIGN) == {"tsel": 5, "xl": 1, "": 1}
+    assert ledger.mark(CAMPAIGN, [r.msisdn for r in first], State.IN_FLIGHT) == 4
+    assert [r.msisdn for r in ledger.pending(CAMPAIGN, "tsel", 4)] == [msisdn(8)]
+    assert ledger.pending_by_route(CAMPAIGN) == {"tsel": 1, "xl": 1, "": 1}
+    assert_tallies_match_rows(ledger)
+
+
+def test_in_flight_pages_and_recovery_marks(ledger: SqliteLedger) -> None:
+    numbers = random.Random(3).sample(range(1000), 25)
+    ledger.claim(CAMPAIGN, claims_for(numbers), State.IN_FLIGHT)
+    ledger.record_outcomes(CAMPAIGN, [submitted(n) for n in numbers[:5]])
+    seen: list[str] = []
+    after = ""
+    while page := ledger.in_flight(CAMPAIGN, 7, after):
+        seen += page
+        after = page[-1]
+    assert seen == sorted(msisdn(n) for n in numbers[5:])
+    marked = ledger.mark(
+        CAMPAIGN, [*seen, msisdn(numbers[0])], State.UNKNOWN, "crash", State.IN_FLIGHT
+    )
+    assert marked == 20
+    assert ledger.in_flight(CAMPAIGN, 100) == []
+    counts = ledger.counts(CAMPAIGN)
+    assert (counts["unknown"], counts["submitted"]) == (20, 5)
+    report = ledger.report(CAMPAIGN, unknown_cap=3)
+    assert report["unknown"]["count"] == 20 and len(report["unknown"]["msisdns"]) == 3
+    assert_tallies_match_rows(ledger)
+
+
+def test_mark_keeps_the_error_unless_given(ledger: SqliteLedger, db_path: Path) -> None:
+    ledger.claim(CAMPAIGN, claims_for([1, 2]), State.IN_FLIGHT)
+    ledger.mark(CAMPAIGN, [msisdn(1)], State.PENDING, "in flight at a crash")
+    ledger.mark(CAMPAIGN, [msisdn(1)], State.IN_FLIGHT)
+    with sqlite3.connect(db_path) as conn:
+        assert conn.execute(
+            "SELECT error FROM recipients WHERE msisdn = ?", (msisdn(1),)
+        ).fetchone() == ("in flight at a crash",)
+    # The mark dropped the cached id: the outcome looks the row up and still counts right.
+    ledger.record_outcomes(CAMPAIGN, [submitted(1), submitted(2)])
+    assert ledger.counts(CAMPAIGN)["submitted"] == 2
+    assert_tallies_match_rows(ledger)
+
+
+def test_report_accounts_for_every_recipient(ledger: SqliteLedger) -> None:
+    ledger.claim(CAMPAIGN, claims_for(range(6)), State.IN_FLIGHT)
+    ledger.claim(CAMPAIGN, claims_for([6], route="xl", text="x"), State.PENDING)
+    ledger.record_rejects(CAMPAIGN, [(msisdn(7), State.SUPPRESSED, "opt-out")])
+    ledger.record_outcomes(
+        CAMPAIGN,
+        [submitted(0), submitted(1), Outcome(msisdn(2), State.FAILED, 0x58, "throttled")],
+    )
+    ledger.record_outcomes(CAMPAIGN, [Outcome(msisdn(3), State.UNKNOWN, None, "lost")])
+    ledger.record_receipts([receipt(0)])
+    report = ledger.report(CAMPAIGN)
+    assert json.loads(json.dumps(report)) == report  # JSON-ready
+    assert report["total"] == 8
+    assert report["by_route"] == {
+        "tsel": {"delivered": 1, "submitted": 1, "failed": 1, "unknown": 1, "in_flight": 2},
+        "xl": {"pending": 1},
+        "": {"suppressed": 1},
+    }
+    assert report["statuses"] == {"ESME_ROK": 2, "ESME_RTHROTTLED": 1}
+    assert report["receipts"] == {"delivered": 1, "none": 1}
+    assert report["unknown"] == {"count": 1, "msisdns": [msisdn(3)]}
+    assert report["snapshot"] == SNAPSHOT and report["control"] == "running"
+    assert sum(report["states"].values()) == 8
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    batches=st.lists(st.lists(st.integers(0, 30), max_size=12), max_size=6),
+    settle=st.lists(st.integers(0, 30), max_size=20),
+)
+def test_claims_agree_with_a_dict_model(
+    tmp_path: Path, batches: list[list[int]], settle: list[int]
+) -> None:
+    path = tmp_path / f"model-{uuid.uuid4().hex}.db"  # hypothesis seeds `random`
+    led = SqliteLedger(path)
+    try:
+        led.open_campaign(CAMPAIGN, {})
+        model: dict[str, State] = {}
+        for i, batch in enumerate(batches):
+            state = State.PENDING if i % 3 == 2 else State.IN_FLIGHT
+            got = led.claim(CAMPAIGN, claims_for(batch), state)
+            want: list[State | None] = []
+            for n in batch:
+                want.append(model.get(msisdn(n)))
+                model.setdefault(msisdn(n), state)
+            assert got == want
+            done = [n for n in settle if model.get(msisdn(n)) is State.IN_FLIGHT]
+            led.record_outcomes(CAMPAIGN, [submitted(n) for n in done])
+            for n in done:
+                model[msisdn(n)] = State.SUBMITTED
+        counts = led.counts(CAMPAIGN)
+        assert counts == led.recount(CAMPAIGN)
+        for state in State:
+            assert counts[state.value] == sum(1 for s in model.values() if s is state)
+    finally:
+        led.close()
+
+
+# ---------------------------------------------------------------------- durability
+
+
+def test_everything_survives_close_and_reopen(
+    ledger: SqliteLedger, make_ledger: LedgerFactory
+) -> None:
+    ledger.claim(CAMPAIGN, claims_for(range(10)), State.IN_FLIGHT)
+    ledger.record_outcomes(CAMPAIGN, [submitted(n) for n in range(8)])
+    ledger.record_receipts([receipt(n) for n in range(4)])
+    before = ledger.report(CAMPAIGN)
+    ledger.close()
+    reopened = make_ledger()
+    assert reopened.report(CAMPAIGN) == before
+    assert reopened.in_flight(CAMPAIGN, 100) == [msisdn(8), msisdn(9)]
+
+
+_WRITER = textwrap.dedent(
+    """
+    import sys
+    from smsblast.ledger import Claim, Outcome, ReceiptRow, SqliteLedger, State
+
+    path, batch = sys.argv[1], int(sys.argv[2])
+    led = SqliteLedger(path)
+    led.open_campaign("crash", {"t:0": 0})
+
+    def m(n):
+        return f"62811{n:07d}"
+
+    def say(what, k):
+        sys.stdout.write(f"{what} {k}\\n")
+        sys.stdout.flush()
+
+    k = 0
+    while True:
+        led.claim("crash", [Claim(m(n), "r", 1, "t", 0, n)
+                            for n in range(k * batch, k * batch + batch)], State.IN_FLIGHT)
+        say("claimed", k)
+        if k >= 1:
+            led.record_outcomes("crash", [
+                Outcome(m(n), State.SUBMITTED, 0, "", ((1, str(n), f"id{n}"),))
+                for n in range((k - 1) * batch, k * batch)])
+            say("submitted", k - 1)
+        if k >= 2:
+            led.record_receipts([ReceiptRow(f"id{n}", "delivered", str(n), 1.0)
+                                 for n in range((k - 2) * batch, (k - 1) * batch)])
+            say("delivered", k - 2)
+        k += 1
+    """
+)
+
+
+@pytest.mark.parametrize("kill_after", [0.3, 0.7, 1.3])
+def test_sigkill_at_a_random_moment_loses_nothing_committed(
+    tmp_path: Path, kill_after: float
+) -> None:
+    path = tmp_path / "crash.db"
+    batch = 500
+    child = subprocess.Popen(
+        [sys.executable, "-c", _WRITER, str(path), str(batch)],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    assert child.stdout is not None
+    reported: dict[str, int] = {"claimed": -1, "submitted": -1, "delivered": -1}
+    deadline = time.monotonic() + kill_after + random.uniform(0.0, 0.3)
+    try:
+        while time.monotonic() < deadline or reported["delivered"] < 1:
+            line = child.stdout.readline()
+            assert line, "the writer died on its own"
+            what, k = line.split()
+            reported[what] = int(k)
+    finally:
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait()
+    for line in child.stdout:  # lines written before the kill: committed too
+        what, k = line.split()
+        reported[what] = int(k)
+    child.stdout.close()
+    assert child.returncode == -signal.SIGKILL
+
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    led = SqliteLedger(path)
+    try:
+        counts = led.counts("crash")
+        assert counts == led.recount("crash")  # tallies committed with their rows
+        total = sum(counts.values())
+        assert total % batch == 0  # each claim batch is all or nothing
+        assert total >= (reported["claimed"] + 1) * batch
+
+        def m(n: int) -> str:
+            return f"62811{n:07d}"
+
+        # Nobody acknowledged is sent again: a re-read says "already handled".
+        acked = [Claim(m(n), "r", 1, "t", 0, n) for n in range((reported["submitted"] + 1) * batch)]
+        states = led.claim("crash", acked, State.IN_FLIGHT)
+        assert None not in states
+        assert set(states) <= {State.SUBMITTED, State.DELIVERED}
+        assert counts["delivered"] >= (reported["delivered"] + 1) * batch
+        # Whoever may have been sent without a recorded outcome is in flight, nobody is lost.
+        in_flight = led.in_flight("crash", 1_000_000)
+        assert len(in_flight) == counts["in_flight"]
+        assert counts["in_flight"] + counts["submitted"] + counts["delivered"] == total
+    finally:
+        led.close()
+
+
+# ---------------------------------------------------------------------- asyncio
+
+
+async def test_async_ledger_does_not_block_the_event_loop(db_path: Path) -> None:
+    ledger = AsyncLedger(db_path)
+    try:
+        await ledger.open_campaign(CAMPAIGN, SNAPSHOT)
+        ticks = 0
+
+        async def ticker() -> None:
+            nonlocal ticks
+            while True:
+                await asyncio.sleep(0.005)
+                ticks += 1
+
+        task = asyncio.create_task(ticker())
+        await asyncio.sleep(0.02)
+        start_ticks, start = ticks, time.perf_counter()
+        result = await ledger.claim(CAMPAIGN, claims_for(range(150_000)), State.IN_FLIGHT)
+        elapsed = time.perf_counter() - start
+        ran = ticks - start_ticks
+        task.cancel()
+        assert result == [None] * 150_000
+        assert elapsed > 0.1  # big enough to notice a blocked loop
+        assert ran >= elapsed / 0.005 * 0.3, (ran, elapsed)
+        assert (await ledger.counts(CAMPAIGN))["in_flight"] == 150_000
+    finally:
+        await ledger.close()
+
+
+async def test_async_ledger_round_trip(db_path: Path) -> None:
+    ledger = AsyncLedger(db_path)
+    info = await ledger.open_campaign(CAMPAIGN, SNAPSHOT)
+    assert info.snapshot == SNAPSHOT
+    assert await ledger.claim(CAMPAIGN, claims_for([1, 2]), State.IN_FLIGHT) == [None, None]
+    await ledger.record_outcomes(CAMPAIGN, [submitted(1)])
+    early = receipt(2)
+    assert await ledger.record_receipts([receipt(1), early]) == [early]
+    await ledger.park_unmatched([early])
+    await ledger.record_outcomes(CAMPAIGN, [submitted(2)])
+    assert await ledger.match_parked() == 0  # matched already, when its key was recorded
+    assert (await ledger.counts(CAMPAIGN))["delivered"] == 2
+    await ledger.set_control(CAMPAIGN, "paused")
+    assert [c.control for c in await ledger.campaigns()] == ["paused"]
+    assert (await ledger.report(CAMPAIGN))["total"] == 2
+    assert await ledger.in_flight(CAMPAIGN, 10) == []
+    assert await ledger.pending(CAMPAIGN, "tsel", 10) == []
+    assert await ledger.pending_by_route(CAMPAIGN) == {}
+    assert await ledger.mark(CAMPAIGN, [msisdn(1)], State.FAILED) == 1
+    await ledger.record_rejects(CAMPAIGN, [(msisdn(3), State.REJECTED, "bad")])
+    await ledger.close()
+    await ledger.close()  # idempotent
+    with pytest.raises(LedgerError):
+        await ledger.counts(CAMPAIGN)
+
+
+async def test_async_ledger_reports_an_open_failure_on_use(tmp_path: Path) -> None:
+    ledger = AsyncLedger(tmp_path / "missing-dir" / "ledger.db")
+    with pytest.raises(LedgerError) as caught:
+        await ledger.campaigns()
+    assert isinstance(caught.value.__cause__, sqlite3.OperationalError)
+    await ledger.close()
