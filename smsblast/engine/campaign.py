@@ -75,6 +75,8 @@ MAX_ATTEMPTS = 8
 RETRY_MIN = 0.2
 RETRY_MAX = 10.0
 SPLIT_CACHE_MAX = 4096
+#: A route with no bind up for this long gets new recipients parked, not queued.
+ROUTE_DOWN_PARK = 2.0
 
 PartKey = tuple[str, int]
 
@@ -251,6 +253,7 @@ class CampaignRun:
             State.PENDING: [],
         }
         routes_added: Counter[str] = Counter()
+        now = asyncio.get_running_loop().time()
         template = self.template
         on_missing = self.cfg.on_missing_field
         optout = engine.optout
@@ -304,7 +307,10 @@ class CampaignRun:
                     continue
                 assert route is not None
                 pool = engine.pools[route]
-                parked = len(pool.queue) + routes_added[route] >= pool.queue_cap
+                parked = (
+                    len(pool.queue) + routes_added[route] >= pool.queue_cap
+                    or pool.down_for(now) > ROUTE_DOWN_PARK
+                )
                 state = State.PENDING if parked else State.IN_FLIGHT
                 if not parked:
                     routes_added[route] += len(parts)
@@ -446,6 +452,15 @@ class CampaignRun:
         if job.remaining == 0:
             self._settle(job)
 
+    def _park(self, items: list[WorkItem]) -> None:
+        """Parts taken back from a dead route's queue: never written, so PENDING."""
+        for item in items:
+            job = item.job
+            job.abandoned = True
+            job.remaining -= 1
+            if job.remaining == 0:
+                self._settle(job)
+
     def _settle(self, job: Job) -> None:
         if job.failed_status is not None:
             state, status = State.FAILED, job.failed_status
@@ -550,6 +565,10 @@ class CampaignRun:
         loop = asyncio.get_running_loop()
         grace = self.engine.route_down_grace
         while True:
+            now = loop.time()
+            for pool in self.engine.pools.values():
+                if pool.down_for(now) >= grace:
+                    self._park(pool.evict(self))
             await self._flush()
             if self.in_memory == 0 and not self._outcomes:
                 pending = await self.engine.ledger.pending_by_route(self.name)

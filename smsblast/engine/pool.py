@@ -37,6 +37,9 @@ log = logging.getLogger("smsblast.engine")
 OutcomeHandler = Callable[["BindWorker", WorkItem, SubmitOutcome], None]
 DeliverHandler = Callable[[int, DeliverSm], None]  # (smsc index, pdu)
 
+#: Each rate window is enforced over W + 5 ms, so network jitter between our send
+#: and the SMSC's receive cannot push its 1-second count over the TPS (~0.5% of rate).
+LIMITER_GUARD = 0.005
 THROTTLE_PAUSE_MIN = 0.05
 THROTTLE_PAUSE_MAX = 1.0
 
@@ -55,7 +58,7 @@ class BindWorker:
         self.name = config.label()
         self.smsc_index = smsc_index
         self.tps = tps
-        self.limiter = AsyncRateLimiter(tps)
+        self.limiter = AsyncRateLimiter(tps, guard=LIMITER_GUARD)
         self.bind = Bind(config, on_deliver=on_deliver, on_state=self._on_state)
         self.sends = config.mode is not BindMode.RECEIVER
         self._task: asyncio.Task[None] | None = None
@@ -204,6 +207,17 @@ class RoutePool:
 
     def note_sent(self, _n: int) -> None:
         self._m_queue.set(len(self.queue))
+
+    def evict(self, run: object) -> list[WorkItem]:
+        """Take ``run``'s parts out of the queue (the route is down: park them)."""
+        keep: deque[WorkItem] = deque()
+        evicted: list[WorkItem] = []
+        for item in self.queue:
+            (evicted if item.job.run is run else keep).append(item)
+        self.queue.clear()
+        self.queue.extend(keep)
+        self._m_queue.set(len(self.queue))
+        return evicted
 
     async def wait_work(self) -> None:
         self._work.clear()
