@@ -170,8 +170,8 @@ class OptOutList:
         if self._topic != topic:
             self._topic, self._offsets = topic, {}
         consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, **_consumer(kafka_kwargs))
-        await consumer.start()
         try:
+            await consumer.start()
             tps = [TopicPartition(topic, p) for p in partitions]
             consumer.assign(tps)
             for tp in tps:
@@ -247,8 +247,8 @@ async def load_topic(
         if partitions is None:
             raise TopicNotFound(f"opt-out topic {topic!r} does not exist")
         consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, **_consumer(kafka_kwargs))
-        await consumer.start()
         try:
+            await consumer.start()
             tps = [TopicPartition(topic, p) for p in partitions]
             consumer.assign(tps)
             await consumer.seek_to_beginning(*tps)

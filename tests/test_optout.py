@@ -175,9 +175,11 @@ async def test_missing_topic_is_an_error_and_is_not_created(kafka_bootstrap: str
 
 
 async def test_load_topic_is_bounded_in_time_even_if_the_broker_never_answers() -> None:
+    accepted: list[asyncio.StreamWriter] = []
+
     async def swallow(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await reader.read()  # accept the connection, read requests, never answer
-        writer.close()
+        accepted.append(writer)  # accept the connection, read requests, never answer
+        await reader.read()
 
     server = await asyncio.start_server(swallow, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
@@ -186,8 +188,12 @@ async def test_load_topic_is_bounded_in_time_even_if_the_broker_never_answers() 
         with pytest.raises(TimeoutError):
             await load_topic(f"127.0.0.1:{port}", "optout", timeout=0.5)
         assert time.monotonic() - started < 3
+        assert accepted  # it really connected and waited for an answer
     finally:
         server.close()
+        for writer in accepted:
+            writer.close()
+        await server.wait_closed()
 
 
 async def test_follow_applies_new_records_while_a_campaign_runs(

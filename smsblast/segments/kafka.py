@@ -1,13 +1,13 @@
 """Produce segment records to Kafka fast, and check topics before doing so.
 
-:func:`produce` fills aiokafka's record batches itself (``create_batch`` /
-``send_batch``) instead of calling ``send`` per record: per-record ``send`` tops out near
-90k records/s on the reference VM, batches reach about 250k/s. Keyed records go to the
-partition Kafka's default partitioner would pick (murmur2 of the key, as the Java client
-and aiokafka do), so a number always lands on the same partition whoever produced it;
-records without a key stick to one partition until its batch is full, then move on.
-At most ``max_in_flight`` batches are unacknowledged at a time, so memory stays bounded
-however long the input is.
+:func:`produce` fills aiokafka's record batches itself (``create_batch`` / ``send_batch``)
+instead of calling ``send`` per record: on the reference VM (Tansu on loopback) ``send``
+with futures awaited in chunks tops out near 87k records/s, filled batches reach about
+300k/s. Keyed records go to the partition Kafka's default partitioner would pick (murmur2
+of the key, as the Java client and aiokafka do), so a number always lands on the same
+partition whoever produced it; records without a key stick to one partition until its
+batch is full, then move on. At most ``max_in_flight`` batches are unacknowledged at a
+time, so memory stays bounded however long the input is.
 """
 
 from __future__ import annotations
@@ -101,8 +101,8 @@ async def topic_partitions(
         aiokafka.errors.KafkaError: the broker could not be reached or refused.
     """
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **admin_settings(kafka_kwargs))
-    await admin.start()
     try:
+        await admin.start()
         described = await admin.describe_topics()
     finally:
         await admin.close()
@@ -133,8 +133,8 @@ async def ensure_topic(
     if create_partitions is None:
         raise TopicNotFound(f"topic {topic!r} does not exist")
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **admin_settings(kafka_kwargs))
-    await admin.start()
     try:
+        await admin.start()
         await admin.create_topics(
             [NewTopic(topic, num_partitions=create_partitions, replication_factor=1)]
         )
@@ -169,7 +169,11 @@ async def produce(
         raise ValueError("max_in_flight must be at least 1")
     settings = {**DEFAULT_PRODUCER_SETTINGS, **kafka_kwargs}
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, **settings)
-    await producer.start()
+    try:
+        await producer.start()
+    except BaseException:
+        await producer.stop()  # closes whatever connections the failed start opened
+        raise
     produced = 0
     pending: deque[tuple[asyncio.Future[Any], int]] = deque()  # (future, records in batch)
 

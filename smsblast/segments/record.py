@@ -2,7 +2,8 @@
 
 See the package docstring (:mod:`smsblast.segments`) for the contract. This module is the
 engine's hot path: :func:`parse_record` is ``json.loads`` plus a handful of type checks and
-one :func:`~smsblast.msisdn.normalize_msisdn` call (about 5 µs per record on the reference VM).
+one :func:`~smsblast.msisdn.normalize_msisdn` call: about 3.3 µs per record on the reference
+VM (2 vCPU EPYC), 5.8 µs with a dashed number and four fields.
 """
 
 from __future__ import annotations
