@@ -6,7 +6,7 @@ At start the campaign's segment is snapshotted (end offset of every partition
 of its topics) and the snapshot is stored in the ledger, so a restart finishes
 the *same* segment. Recipients the ledger still holds IN_FLIGHT from a crash
 are settled first by the ``on_unknown`` policy (skip: UNKNOWN, never risk a
-duplicate; resubmit: PENDING, sent again when their record is re-read).
+duplicate; resubmit: PENDING, sent again by the backfill loop).
 
 The read loop takes batches from Kafka and turns each record into exactly one
 durable fact in the ledger before its offset may be committed:
@@ -16,11 +16,15 @@ durable fact in the ledger before its offset may be committed:
 * number on the opt-out list: SUPPRESSED;
 * number already in this campaign (another segment, or a record re-read after a
   restart): nothing new; the ledger's answer to ``claim`` says so;
-* otherwise the recipient is claimed IN_FLIGHT in one ledger transaction per
-  batch *before* any of its parts is written to a bind, and then queued on its
-  route. If the route's queue is full (a slow or dead SMSC), it is claimed
-  PENDING with its text instead, so the other routes keep flowing; the
-  backfill loop feeds parked recipients back when the route has room.
+* otherwise the recipient is claimed PENDING in one ledger transaction per
+  batch and queued on its route; the route's armer marks it IN_FLIGHT, again
+  in batches, just before its parts are written (see engine.pool). After a
+  crash a PENDING recipient is simply sent again (by the backfill loop, never
+  by re-reading its record) and only an IN_FLIGHT one is uncertain. If the
+  route's backlog is full (a slow or dead SMSC) the recipient is parked: left
+  PENDING and not queued, so the other routes keep flowing; the backfill loop
+  feeds parked recipients back when the route has room. The text is stored
+  with the claim unless the template is static (then it is re-rendered).
 
 Part outcomes arrive through the pools' callback. Transient ones are retried
 with backoff; when every part of a recipient is settled the recipient's state
@@ -107,6 +111,7 @@ class CampaignRun:
         self.snapshot: dict[PartKey, int] = {}
         self.in_memory = 0
         self.pending_routes: set[str] = set()
+        self._active: set[str] = set()  # msisdns of the jobs in memory (bounded by in_memory)
         self.stats: Counter[str] = Counter()
         self._outcomes: list[tuple[Outcome, PartKey | None, int, str]] = []
         self._split_cache: dict[str, tuple[PartSpec, ...]] = {}
@@ -248,10 +253,8 @@ class CampaignRun:
         rejects: list[tuple[str, State, str]] = []
         reject_offsets: list[tuple[PartKey, int]] = []
         dead: list[tuple[Any, str, str]] = []
-        claims: dict[State, list[tuple[Claim, PartKey, int, tuple[PartSpec, ...]]]] = {
-            State.IN_FLIGHT: [],
-            State.PENDING: [],
-        }
+        claims: list[tuple[Claim, PartKey, int, tuple[PartSpec, ...], bool]] = []
+        store_text = not self.template.is_static
         routes_added: Counter[str] = Counter()
         now = asyncio.get_running_loop().time()
         template = self.template
@@ -308,10 +311,9 @@ class CampaignRun:
                 assert route is not None
                 pool = engine.pools[route]
                 parked = (
-                    len(pool.queue) + routes_added[route] >= pool.queue_cap
+                    pool.backlog + routes_added[route] >= pool.queue_cap
                     or pool.down_for(now) > ROUTE_DOWN_PARK
                 )
-                state = State.PENDING if parked else State.IN_FLIGHT
                 if not parked:
                     routes_added[route] += len(parts)
                 claim = Claim(
@@ -321,9 +323,9 @@ class CampaignRun:
                     tp.topic,
                     tp.partition,
                     rec.offset,
-                    text if parked else None,
+                    text if store_text else None,
                 )
-                claims[state].append((claim, key, rec.offset, parts))
+                claims.append((claim, key, rec.offset, parts, parked))
         # Durable facts first; then queue, dead-letter and complete offsets.
         if rejects:
             await engine.ledger.record_rejects(self.name, rejects)
@@ -335,26 +337,28 @@ class CampaignRun:
             tracker.complete(key, offset)
         self.stats["rejected"] += sum(1 for _, s, _ in rejects if s is State.REJECTED)
         self.stats["suppressed"] += sum(1 for _, s, _ in rejects if s is State.SUPPRESSED)
-        for state, items in claims.items():
-            if not items:
+        if not claims:
+            return
+        # Every new recipient is claimed PENDING (durable, resendable); the pool's
+        # armer marks it IN_FLIGHT just before its parts are written.
+        existing = await engine.ledger.claim(
+            self.name, [c for c, _, _, _, _ in claims], State.PENDING
+        )
+        for (claim, key, offset, parts, parked), before in zip(claims, existing, strict=True):
+            route = claim.route or ""
+            if before is None and not parked:
+                self._start(claim.msisdn, route, parts, key, offset)
                 continue
-            existing = await engine.ledger.claim(self.name, [c for c, _, _, _ in items], state)
-            for (claim, key, offset, parts), before in zip(items, existing, strict=True):
-                if before is None and state is State.IN_FLIGHT:
-                    self._start(claim.msisdn, claim.route or "", parts, key, offset)
-                    continue
-                if before is State.PENDING and claim.text is None and state is State.IN_FLIGHT:
-                    # Recovered by on_unknown=resubmit: its record is back, send it.
-                    await engine.ledger.mark(self.name, [claim.msisdn], State.IN_FLIGHT)
-                    self._start(claim.msisdn, claim.route or "", parts, key, offset)
-                    continue
-                if before is None:  # parked PENDING: durable, the backfill sends it
-                    self.pending_routes.add(claim.route or "")
-                    self.stats["parked"] += 1
-                else:
-                    self.stats["duplicates"] += 1
-                    self._m_dup.inc()
-                tracker.complete(key, offset)
+            if before is None:  # parked: durable; the backfill sends it when the route can
+                self.pending_routes.add(route)
+                self.stats["parked"] += 1
+            elif before is State.PENDING and claim.msisdn not in self._active:
+                # Re-read after a restart while still PENDING: the backfill sends it.
+                self.pending_routes.add(route)
+            else:
+                self.stats["duplicates"] += 1
+                self._m_dup.inc()
+            tracker.complete(key, offset)
 
     def _split(self, text: str) -> tuple[PartSpec, ...]:
         cached = self._split_cache.get(text)
@@ -404,6 +408,7 @@ class CampaignRun:
         pool = self.engine.pools[route]
         for i in range(len(parts)):
             pool.enqueue(WorkItem(job, i, 0))
+        self._active.add(msisdn)
         self.in_memory += 1
         self._m_in_flight.set(self.in_memory)
 
@@ -433,7 +438,7 @@ class CampaignRun:
                 delay = backoff_delay(item.attempt, RETRY_MIN, RETRY_MAX, self.engine.rng)
                 pool = self.engine.pools[route]
                 asyncio.get_running_loop().call_later(
-                    delay, pool.enqueue, WorkItem(job, item.part, item.attempt + 1), True
+                    delay, pool.retry, WorkItem(job, item.part, item.attempt + 1)
                 )
                 return
             elif kind is OutcomeKind.UNKNOWN:
@@ -472,6 +477,7 @@ class CampaignRun:
             state, status = State.SUBMITTED, 0
         outcome = Outcome(job.msisdn, state, status, job.error, tuple(job.message_ids))
         self._outcomes.append((outcome, job.partition, job.offset, job.route))
+        self._active.discard(job.msisdn)
         self.in_memory -= 1
         self._m_in_flight.set(self.in_memory)
         if not self._room.is_set():
@@ -538,18 +544,18 @@ class CampaignRun:
             pool = self.engine.pools.get(route)
             if pool is None:
                 continue
-            room = pool.queue_cap // 2 - len(pool.queue)
+            room = pool.queue_cap // 2 - pool.backlog
             if room <= 0 or not pool.binds_up:
                 continue
             rows = await ledger.pending(self.name, route, min(room, 5000))
-            rows = [r for r in rows if r.text is not None]
+            fresh = [r for r in rows if r.msisdn not in self._active]
             if not rows:
                 self.pending_routes.discard(route)
                 continue
-            await ledger.mark(self.name, [r.msisdn for r in rows], State.IN_FLIGHT)
-            for row in rows:
+            for row in fresh:
+                text = row.text if row.text is not None else self.template.render({}, "empty")
                 try:
-                    parts = self._split(row.text or "")
+                    parts = self._split(text)
                 except (TooManyPartsError, TextEncodingError) as exc:  # config changed since
                     await ledger.mark(self.name, [row.msisdn], State.REJECTED, str(exc))
                     continue

@@ -23,7 +23,7 @@ from smsblast.engine.campaign import CampaignRun, dead_letter_value
 from smsblast.engine.jobs import WorkItem
 from smsblast.engine.pool import BindWorker, RoutePool
 from smsblast.engine.receipts import ReceiptCorrelator
-from smsblast.ledger import AsyncLedger
+from smsblast.ledger import AsyncLedger, State
 from smsblast.optout import OptOutList
 from smsblast.routing import Router
 
@@ -55,7 +55,7 @@ class Engine:
         self.receipts = ReceiptCorrelator(ledger)
         self.pools: dict[str, RoutePool] = {}
         for route, route_cfg in config.routes.items():
-            pool = RoutePool(route, route_queue_cap, self._on_outcome)
+            pool = RoutePool(route, route_queue_cap, self._on_outcome, self._arm)
             for index, smsc in enumerate(route_cfg.smscs):
                 fmt = smsc.receipt_format
                 for bind_cfg in smsc.bind_configs(route):
@@ -72,6 +72,24 @@ class Engine:
 
     def _on_outcome(self, worker: BindWorker, item: WorkItem, outcome: SubmitOutcome) -> None:
         item.job.run.on_part_outcome(worker, item, outcome)
+
+    async def _arm(self, items: list[WorkItem]) -> None:
+        """Mark the items' recipients IN_FLIGHT, durably, before any part is written."""
+        by_run: dict[str, list[str]] = {}
+        jobs = []
+        for item in items:
+            job = item.job
+            if not job.armed:
+                job.armed = True
+                jobs.append(job)
+                by_run.setdefault(job.run.name, []).append(job.msisdn)
+        try:
+            for name, msisdns in by_run.items():
+                await self.ledger.mark(name, msisdns, State.IN_FLIGHT)
+        except BaseException:
+            for job in jobs:
+                job.armed = False
+            raise
 
     # ------------------------------------------------------------------ dead letters
     async def dead_letter(self, campaign: str, dead: list[tuple[Any, str, str]]) -> None:

@@ -32,6 +32,7 @@ class Job:
     message_ids: list[tuple[int, str, str]] = field(default_factory=list)
     failed_status: int | None = None
     unknown: bool = False
+    armed: bool = False  # marked IN_FLIGHT in the ledger
     abandoned: bool = False  # a transient failure while shutting down: send after restart
     error: str = ""
     started: float = 0.0

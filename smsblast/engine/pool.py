@@ -2,10 +2,17 @@
 
 Theory of operation
 -------------------
-Each route owns a :class:`RoutePool`: one in-memory queue of parts and one
-:class:`BindWorker` per configured bind. A worker loops: wait for work, wait
-for a free window slot, take up to that many tokens from its own rate limiter
-(a batch per pass, never a wake per message), then write that many submit_sm.
+Each route owns a :class:`RoutePool`: two in-memory queues of parts and one
+:class:`BindWorker` per configured bind. Claimed recipients wait in ``queue``
+(PENDING in the ledger: after a crash they are simply sent again). The arming
+task moves them, a batch at a time, to ``armed`` once the ledger has durably
+marked them IN_FLIGHT: only armed parts are ever written, so a crash can leave
+at most the armed buffer plus the windows UNKNOWN. The buffer is kept just deep
+enough to keep every bind busy (window + 100 ms of its rate).
+
+A worker loops: wait for armed work, wait for a free window slot, take up to
+that many tokens from its own rate limiter (a batch per pass, never a wake per
+message), then write that many submit_sm.
 Routes share nothing, so a slow or dead SMSC only fills its own queue; the
 campaign parks the overflow in the ledger instead of stalling the reader
 (no head-of-line blocking between routes).
@@ -22,7 +29,7 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from smsblast import metrics as m
@@ -35,6 +42,7 @@ from smsblast.smpp.pdu import DeliverSm
 log = logging.getLogger("smsblast.engine")
 
 OutcomeHandler = Callable[["BindWorker", WorkItem, SubmitOutcome], None]
+Armer = Callable[[list[WorkItem]], Awaitable[None]]  # marks the items' jobs IN_FLIGHT
 DeliverHandler = Callable[[int, DeliverSm], None]  # (smsc index, pdu)
 
 #: Each rate window is enforced over W + 5 ms, so network jitter between our send
@@ -101,7 +109,7 @@ class BindWorker:
 
     async def _pump(self) -> None:
         pool = self.pool
-        queue = pool.queue
+        queue = pool.armed
         loop = asyncio.get_running_loop()
         on_outcome = self._on_outcome
         while True:
@@ -165,22 +173,57 @@ class BindWorker:
 
 
 class RoutePool:
-    def __init__(self, name: str, queue_cap: int, on_outcome: OutcomeHandler) -> None:
+    def __init__(self, name: str, queue_cap: int, on_outcome: OutcomeHandler, arm: Armer) -> None:
         self.name = name
-        self.queue: deque[WorkItem] = deque()
+        self.queue: deque[WorkItem] = deque()  # claimed, not yet armed
+        self.armed: deque[WorkItem] = deque()  # IN_FLIGHT in the ledger, ready to write
         self.queue_cap = queue_cap
         self.on_outcome = on_outcome
+        self._arm = arm
         self.workers: list[BindWorker] = []
         self.last_up: float | None = None
         self.started_at = 0.0
-        self._work = asyncio.Event()
+        self._work = asyncio.Event()  # armed work for the pumps
+        self._queued = asyncio.Event()  # queued work for the armer
+        self._armer: asyncio.Task[None] | None = None
         self._m_queue = m.ROUTE_QUEUE.labels(name)
+
+    @property
+    def arm_target(self) -> int:
+        """Armed parts that keep every sending bind busy: window + 100 ms of its rate."""
+        return sum(w.config.window + int(w.limiter.rate * 0.1) + 1 for w in self.workers if w.sends)
+
+    async def _arm_loop(self) -> None:
+        while True:
+            target = self.arm_target
+            if not self.queue or len(self.armed) >= target // 2:
+                self._queued.clear()
+                if not self.queue:
+                    await self._queued.wait()
+                else:
+                    await asyncio.sleep(0.002)
+                continue
+            n = min(len(self.queue), max(target - len(self.armed), 1), 5000)
+            batch = [self.queue.popleft() for _ in range(n)]
+            try:
+                await self._arm(batch)
+            except Exception:
+                log.exception("%s: could not mark recipients in flight; retrying", self.name)
+                self.queue.extendleft(reversed(batch))
+                await asyncio.sleep(0.5)
+                continue
+            self.armed.extend(batch)
+            self._m_queue.set(len(self.queue) + len(self.armed))
+            if not self._work.is_set():
+                self._work.set()
 
     def add_worker(self, worker: BindWorker) -> None:
         self.workers.append(worker)
 
     def start(self) -> None:
-        self.started_at = asyncio.get_running_loop().time()
+        loop = asyncio.get_running_loop()
+        self.started_at = loop.time()
+        self._armer = loop.create_task(self._arm_loop(), name=f"arm {self.name}")
         for worker in self.workers:
             worker.start()
 
@@ -194,36 +237,45 @@ class RoutePool:
             return 0.0
         return now - (self.last_up if self.last_up is not None else self.started_at)
 
-    def has_room(self) -> bool:
-        return len(self.queue) < self.queue_cap
+    @property
+    def backlog(self) -> int:
+        return len(self.queue) + len(self.armed)
 
-    def enqueue(self, item: WorkItem, front: bool = False) -> None:
-        if front:
-            self.queue.appendleft(item)
-        else:
-            self.queue.append(item)
+    def enqueue(self, item: WorkItem) -> None:
+        """A freshly claimed part: it is armed (marked IN_FLIGHT) before any write."""
+        self.queue.append(item)
+        if not self._queued.is_set():
+            self._queued.set()
+
+    def retry(self, item: WorkItem) -> None:
+        """A part already IN_FLIGHT goes again: straight to the front of the armed queue."""
+        self.armed.appendleft(item)
         if not self._work.is_set():
             self._work.set()
 
     def note_sent(self, _n: int) -> None:
-        self._m_queue.set(len(self.queue))
+        self._m_queue.set(len(self.queue) + len(self.armed))
 
     def evict(self, run: object) -> list[WorkItem]:
-        """Take ``run``'s parts out of the queue (the route is down: park them)."""
-        keep: deque[WorkItem] = deque()
+        """Take ``run``'s unwritten parts out of both queues (the route is down)."""
         evicted: list[WorkItem] = []
-        for item in self.queue:
-            (evicted if item.job.run is run else keep).append(item)
-        self.queue.clear()
-        self.queue.extend(keep)
-        self._m_queue.set(len(self.queue))
+        for queue in (self.queue, self.armed):
+            keep = [item for item in queue if item.job.run is not run]
+            evicted += [item for item in queue if item.job.run is run]
+            queue.clear()
+            queue.extend(keep)
+        self._m_queue.set(self.backlog)
         return evicted
 
     async def wait_work(self) -> None:
         self._work.clear()
-        if self.queue:
+        if self.armed:
             return
         await self._work.wait()
 
     async def close(self, drain_timeout: float) -> None:
+        if self._armer is not None:
+            self._armer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._armer
         await asyncio.gather(*(w.close(drain_timeout) for w in self.workers))
