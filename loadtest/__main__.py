@@ -7,6 +7,7 @@ import sys
 
 SCENARIOS = {
     "ceiling": "loadtest.ceiling",
+    "e2e": "loadtest.e2e",
 }
 
 

@@ -56,6 +56,7 @@ tlvs_strategy = st.builds(
     sar_total_segments=optional(u8),
     sar_segment_seqnum=optional(u8),
     congestion_state=optional(st.integers(0, 100)),
+    sc_interface_version=optional(u8),
     source_port=optional(u16),
     destination_port=optional(u16),
     dest_addr_subunit=optional(u8),

@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import struct
 from collections.abc import Callable
 from typing import Any, cast
 
@@ -34,16 +35,19 @@ from smsblast.client.config import BindConfig, BindMode
 from smsblast.client.outcome import OutcomeKind, SubmitOutcome, classify_status
 from smsblast.client.window import Callback, Window
 from smsblast.smpp import pdu as P
-from smsblast.smpp.codec import encode
+from smsblast.smpp.codec import Frame, encode
 from smsblast.smpp.constants import CommandId, Status, status_name
 from smsblast.smpp.errors import RemoteProtocolError
-from smsblast.smpp.fast import SubmitTemplate, submit_sm_resp_message_id
+from smsblast.smpp.fast import SubmitTemplate, decode_short_message, submit_sm_resp_message_id
 from smsblast.smpp.session import Role, Session, State, Violation
 
 log = logging.getLogger("smsblast.client")
 
 _SUBMIT_SM_RESP = int(CommandId.SUBMIT_SM_RESP)
 _GENERIC_NACK = int(CommandId.GENERIC_NACK)
+_DELIVER_SM = int(CommandId.DELIVER_SM)
+_DELIVER_SM_RESP = struct.Struct(">IIII")
+_CAN_DELIVER = (State.BOUND_RX, State.BOUND_TRX)
 _ACCEPTED = OutcomeKind.ACCEPTED
 
 _BIND_PDU: dict[BindMode, type[P.BindTransmitter | P.BindReceiver | P.BindTransceiver]] = {
@@ -141,6 +145,8 @@ class EsmeConnection(asyncio.Protocol):
                             classify_status(status), "", status, "", now - entry.sent_at
                         )
                     entry.callback(entry.context, outcome)
+                elif frame.command_id == _DELIVER_SM and self.session.state in _CAN_DELIVER:
+                    self._deliver_fast(frame, now)
                 else:
                     self._handle_event(self.session.receive_frame(frame), now)
         except RemoteProtocolError as exc:  # framing lost: close this connection only
@@ -148,6 +154,20 @@ class EsmeConnection(asyncio.Protocol):
             self.stats["violations"] += 1
             self.abort()
         self._wake_slot_waiter()
+
+    def _deliver_fast(self, frame: Frame, now: float) -> None:
+        """deliver_sm (receipts: one per part sent) without the generic decoder."""
+        try:
+            pdu = decode_short_message(frame, P.DeliverSm)
+        except RemoteProtocolError:
+            self._handle_event(self.session.receive_frame(frame), now)  # names the fault
+            return
+        self.stats["delivers"] += 1
+        if self.on_deliver is not None:
+            self.on_deliver(pdu)
+        self._write(
+            _DELIVER_SM_RESP.pack(17, CommandId.DELIVER_SM_RESP, 0, frame.sequence_number) + b"\x00"
+        )
 
     def _handle_event(self, event: P.Pdu | Violation, now: float) -> None:
         if isinstance(event, Violation):

@@ -111,6 +111,7 @@ class CampaignRun:
         self.snapshot: dict[PartKey, int] = {}
         self.in_memory = 0
         self.pending_routes: set[str] = set()
+        self._m_routes: dict[str, tuple[Any, Any]] = {}
         self._active: set[str] = set()  # msisdns of the jobs in memory (bounded by in_memory)
         self.stats: Counter[str] = Counter()
         self._outcomes: list[tuple[Outcome, PartKey | None, int, str]] = []
@@ -257,6 +258,8 @@ class CampaignRun:
         store_text = not self.template.is_static
         routes_added: Counter[str] = Counter()
         now = asyncio.get_running_loop().time()
+        read = 0
+        route_down = {r: p.down_for(now) > ROUTE_DOWN_PARK for r, p in engine.pools.items()}
         template = self.template
         on_missing = self.cfg.on_missing_field
         optout = engine.optout
@@ -271,7 +274,7 @@ class CampaignRun:
                     self._paused.add(tp)
                     break
                 tracker.read(key, rec.offset)
-                self._m_read.inc()
+                read += 1
                 try:
                     recipient = parse_record(rec.value)
                 except BadRecord as exc:
@@ -310,10 +313,7 @@ class CampaignRun:
                     continue
                 assert route is not None
                 pool = engine.pools[route]
-                parked = (
-                    pool.backlog + routes_added[route] >= pool.queue_cap
-                    or pool.down_for(now) > ROUTE_DOWN_PARK
-                )
+                parked = route_down[route] or pool.backlog + routes_added[route] >= pool.queue_cap
                 if not parked:
                     routes_added[route] += len(parts)
                 claim = Claim(
@@ -326,6 +326,7 @@ class CampaignRun:
                     text if store_text else None,
                 )
                 claims.append((claim, key, rec.offset, parts, parked))
+        self._m_read.inc(read)
         # Durable facts first; then queue, dead-letter and complete offsets.
         if rejects:
             await engine.ledger.record_rejects(self.name, rejects)
@@ -418,11 +419,11 @@ class CampaignRun:
         route = job.route
         kind = outcome.kind
         if kind is OutcomeKind.ACCEPTED:
-            smsc = self.engine.config.routes[route].smscs[worker.smsc_index]
-            key = normalize_message_id(outcome.message_id, smsc.msg_id_format)
+            key = worker.key_prefix + normalize_message_id(outcome.message_id, worker.id_format)
             job.message_ids.append((item.part, outcome.message_id, key))
-            m.SUBMITS_ACCEPTED.labels(self.name, route).inc()
-            m.SUBMIT_LATENCY.labels(route).observe(outcome.latency)
+            accepted, latency = self._route_metrics(route)
+            accepted.inc()
+            latency.observe(outcome.latency)
         elif kind is OutcomeKind.RETRYABLE or (
             kind is OutcomeKind.UNKNOWN and self.cfg.on_unknown == "resubmit"
         ):
@@ -466,6 +467,15 @@ class CampaignRun:
             if job.remaining == 0:
                 self._settle(job)
 
+    def _route_metrics(self, route: str) -> tuple[Any, Any]:
+        found = self._m_routes.get(route)
+        if found is None:
+            found = self._m_routes[route] = (
+                m.SUBMITS_ACCEPTED.labels(self.name, route),
+                m.SUBMIT_LATENCY.labels(route),
+            )
+        return found
+
     def _settle(self, job: Job) -> None:
         if job.failed_status is not None:
             state, status = State.FAILED, job.failed_status
@@ -479,7 +489,6 @@ class CampaignRun:
         self._outcomes.append((outcome, job.partition, job.offset, job.route))
         self._active.discard(job.msisdn)
         self.in_memory -= 1
-        self._m_in_flight.set(self.in_memory)
         if not self._room.is_set():
             self._room.set()
 
@@ -489,13 +498,17 @@ class CampaignRun:
         batch, self._outcomes = self._outcomes, []
         await self.engine.ledger.record_outcomes(self.name, [o for o, _, _, _ in batch])
         tracker = self.tracker
+        finished: Counter[tuple[str, str]] = Counter()
         for outcome, key, offset, route in batch:
             if key is not None and outcome.state is not State.PENDING:
                 # A PENDING outcome (shutdown) keeps its offset open: the record is
                 # re-read after the restart and sent then.
                 tracker.complete(key, offset)
-            self.stats[outcome.state.value] += 1
-            m.RECIPIENTS_FINISHED.labels(self.name, route, outcome.state.value).inc()
+            finished[route, outcome.state.value] += 1
+        for (route, state), n in finished.items():
+            self.stats[state] += n
+            m.RECIPIENTS_FINISHED.labels(self.name, route, state).inc(n)
+        self._m_in_flight.set(self.in_memory)
 
     async def _flush_loop(self) -> None:
         while True:

@@ -57,13 +57,19 @@ class Engine:
         for route, route_cfg in config.routes.items():
             pool = RoutePool(route, route_queue_cap, self._on_outcome, self._arm)
             for index, smsc in enumerate(route_cfg.smscs):
-                fmt = smsc.receipt_format
+                prefix = f"{smsc.label}:"
+                on_deliver = self.receipts.handler(smsc.receipt_format, prefix)
                 for bind_cfg in smsc.bind_configs(route):
-                    pool.add_worker(
-                        BindWorker(
-                            pool, bind_cfg, index, smsc.tps_per_bind, self.receipts.handler(fmt)
-                        )
+                    worker = BindWorker(
+                        pool,
+                        bind_cfg,
+                        index,
+                        smsc.tps_per_bind,
+                        on_deliver,
+                        smsc.msg_id_format,
+                        prefix,
                     )
+                    pool.add_worker(worker)
             self.pools[route] = pool
         self.runs = [CampaignRun(self, c) for c in campaigns]
         self._producer: AIOKafkaProducer | None = None

@@ -38,6 +38,7 @@ from smsblast.engine.jobs import WorkItem
 from smsblast.ratelimit import AsyncRateLimiter, LimiterClosed
 from smsblast.smpp.constants import Status
 from smsblast.smpp.pdu import DeliverSm
+from smsblast.smpp.receipt import IdFormat
 
 log = logging.getLogger("smsblast.engine")
 
@@ -60,12 +61,18 @@ class BindWorker:
         smsc_index: int,
         tps: float,
         on_deliver: Callable[[DeliverSm], None] | None,
+        id_format: IdFormat = IdFormat.HEX,
+        key_prefix: str = "",
     ) -> None:
         self.pool = pool
         self.config = config
         self.name = config.label()
         self.smsc_index = smsc_index
         self.tps = tps
+        #: message ids from this bind's SMSC: how to read them, and the prefix that
+        #: keeps two SMSCs' ids apart in the ledger (receipts use the same prefix).
+        self.id_format = id_format
+        self.key_prefix = key_prefix
         self.limiter = AsyncRateLimiter(tps, guard=LIMITER_GUARD)
         self.bind = Bind(config, on_deliver=on_deliver, on_state=self._on_state)
         self.sends = config.mode is not BindMode.RECEIVER

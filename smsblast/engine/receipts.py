@@ -57,8 +57,10 @@ class ReceiptCorrelator:
         }
         self._last_parked_match = 0.0
 
-    def handler(self, receipt_format: IdFormat) -> Callable[[DeliverSm], None]:
-        """A deliver_sm callback for binds of an SMSC whose receipts use ``receipt_format``."""
+    def handler(self, receipt_format: IdFormat, key_prefix: str) -> Callable[[DeliverSm], None]:
+        """A deliver_sm callback for the binds of one SMSC: its receipts write ids in
+        ``receipt_format``; ``key_prefix`` names the SMSC, so two SMSCs issuing the
+        same id never meet in the ledger."""
 
         def on_deliver(pdu: DeliverSm) -> None:
             if not pdu.esm_class & ESM_CLASS_DELIVERY_RECEIPT:
@@ -82,7 +84,7 @@ class ReceiptCorrelator:
             if ledger_state is None:
                 self.stats["intermediate"] += 1
                 return
-            key = normalize_message_id(raw_id, receipt_format)
+            key = key_prefix + normalize_message_id(raw_id, receipt_format)
             self._buffer.append(ReceiptRow(key, ledger_state, raw_id, time.time()))
 
         return on_deliver

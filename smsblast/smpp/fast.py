@@ -15,12 +15,14 @@ light tuple of the fields an SMSC acts on instead of a full dataclass.
 from __future__ import annotations
 
 import struct
-from typing import NamedTuple
+from typing import NamedTuple, TypeVar
 
 from smsblast.smpp.codec import Frame, decode_pdu, decode_tlvs, encode_tlvs
 from smsblast.smpp.constants import HEADER_LENGTH, MAX_SHORT_MESSAGE, CommandId, Status
 from smsblast.smpp.errors import LocalProtocolError, PduError
-from smsblast.smpp.pdu import NO_TLVS, SubmitSm, Tlvs
+from smsblast.smpp.pdu import NO_TLVS, DeliverSm, SubmitSm, Tlvs
+
+SmT = TypeVar("SmT", SubmitSm, DeliverSm)
 
 _HEADER = struct.Struct(">IIII")
 _pack_header = _HEADER.pack
@@ -185,7 +187,55 @@ def parse_submit_sm(frame: Frame) -> SubmitView:
 __all__ = [
     "SubmitTemplate",
     "SubmitView",
+    "decode_short_message",
     "encode_tlvs",
     "parse_submit_sm",
     "submit_sm_resp_message_id",
 ]
+
+
+def decode_short_message(frame: Frame, cls: type[SmT]) -> SmT:
+    """A whole submit_sm / deliver_sm dataclass, equal to what :func:`codec.decode_pdu`
+    returns, built by slicing instead of walking the field table (receipts are on
+    the engine's hot path: one deliver_sm per part sent).
+
+    Raises:
+        PduError: exactly where :func:`codec.decode_pdu` raises (it re-runs it to
+            name the fault).
+    """
+    body = frame.body
+    try:
+        n1 = body.index(b"\x00", 0, 6)
+        n2 = body.index(b"\x00", n1 + 3, n1 + 3 + 21)
+        n3 = body.index(b"\x00", n2 + 3, n2 + 3 + 21)
+        n4 = body.index(b"\x00", n3 + 4, n3 + 4 + 17)
+        n5 = body.index(b"\x00", n4 + 1, n4 + 1 + 17)
+        sm_length = body[n5 + 5]
+    except (ValueError, IndexError):
+        raise _field_error(frame, "body") from None
+    sm_start = n5 + 6
+    sm_end = sm_start + sm_length
+    if sm_end > len(body) or (n4 - n3 - 4) not in (0, 16) or (n5 - n4 - 1) not in (0, 16):
+        raise _field_error(frame, "body")
+    return cls(
+        sequence_number=frame.sequence_number,
+        command_status=frame.command_status,
+        service_type=body[:n1].decode("latin-1"),
+        source_addr_ton=body[n1 + 1],
+        source_addr_npi=body[n1 + 2],
+        source_addr=body[n1 + 3 : n2].decode("latin-1"),
+        dest_addr_ton=body[n2 + 1],
+        dest_addr_npi=body[n2 + 2],
+        destination_addr=body[n2 + 3 : n3].decode("latin-1"),
+        esm_class=body[n3 + 1],
+        protocol_id=body[n3 + 2],
+        priority_flag=body[n3 + 3],
+        schedule_delivery_time=body[n3 + 4 : n4].decode("latin-1"),
+        validity_period=body[n4 + 1 : n5].decode("latin-1"),
+        registered_delivery=body[n5 + 1],
+        replace_if_present_flag=body[n5 + 2],
+        data_coding=body[n5 + 3],
+        sm_default_msg_id=body[n5 + 4],
+        short_message=body[sm_start:sm_end],
+        tlvs=decode_tlvs(body, sm_end, frame) if sm_end < len(body) else NO_TLVS,
+    )

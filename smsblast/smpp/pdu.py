@@ -8,7 +8,7 @@ of an operation is written exactly once.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, NamedTuple
 
 from smsblast.smpp.constants import (
     INTERFACE_VERSION_34,
@@ -51,9 +51,13 @@ _SM_BODY: tuple[FieldSpec, ...] = (
 )
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Tlvs:
-    """Optional parameters: known tags typed, unknown tags kept raw and in order."""
+class Tlvs(NamedTuple):
+    """Optional parameters: known tags typed, unknown tags kept raw and in order.
+
+    A NamedTuple rather than a frozen dataclass: every deliver_sm receipt builds
+    one, and a 14-field frozen dataclass costs ~3 us to construct (one
+    ``object.__setattr__`` per field) against ~0.3 us for a tuple.
+    """
 
     receipted_message_id: str | None = None
     message_state: int | None = None
