@@ -142,3 +142,36 @@ async def test_kill_9_mid_blast_then_restart_loses_nobody(
         assert final["duplicates"] <= windows + armed  # at most those in flight at the kill
         assert final["submits_accepted"] - final["duplicates"] == RECIPIENTS
     assert f"campaign crash: {RECIPIENTS:,} recipient(s)" in out
+
+
+async def test_sigterm_drains_commits_and_exits_0_then_restart_finishes_without_duplicates(
+    kafka_bootstrap: str, kafka_topic: TopicFactory, tmp_path: Path
+) -> None:
+    topic = await kafka_topic(partitions=3)
+    await produce(kafka_bootstrap, topic, list(synthetic_recipients(RECIPIENTS, MIX, seed=3)))
+    profile = simulator_profile(ROUTES, latency={"dist": "uniform", "min_ms": 5, "max_ms": 40})
+    with simulator_process(profile, str(tmp_path)) as smsc:
+        cmd = write_files(tmp_path, kafka_bootstrap, smsc.port, topic, "skip")
+        first = start_engine(cmd)
+        deadline = time.monotonic() + 60
+        while accepted(smsc) < RECIPIENTS * 0.3 and time.monotonic() < deadline:
+            assert first.poll() is None, first.communicate()[0]
+            await asyncio.sleep(0.05)
+        first.send_signal(signal.SIGTERM)
+        out1, _ = await asyncio.to_thread(first.communicate, timeout=60)
+        assert first.returncode == 0, out1
+        assert "campaign crash:" in out1 and "stopped by signal" in out1  # the summary
+        ledger = SqliteLedger(str(tmp_path / "ledger.sqlite"))
+        try:
+            after_stop = ledger.counts("crash")
+        finally:
+            ledger.close()
+        assert after_stop["in_flight"] == 0, out1  # drained: nothing left uncertain
+        assert after_stop["unknown"] == 0
+
+        second = start_engine(cmd)
+        out2, _ = await asyncio.to_thread(second.communicate, timeout=120)
+        final = smsc.stats()["totals"]
+    assert second.returncode == 0, out2
+    assert final["duplicates"] == 0
+    assert final["submits_accepted"] == RECIPIENTS

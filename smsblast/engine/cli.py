@@ -141,11 +141,16 @@ async def _run(args: argparse.Namespace, config: Any, campaigns: list[Any]) -> i
     try:
         await engine.run(until_done=args.until_done)
         complete = True
+        stopped = engine.stopped
         for run in engine.runs:
             counts = await ledger.counts(run.name)
             print(format_summary(run.name, counts, dict(run.stats)))
-            if counts.get("in_flight") or counts.get("pending") or not run.finished.is_set():
-                complete = False
+            if counts.get("in_flight"):
+                complete = False  # uncertain: it would be UNKNOWN after a restart
+            elif not stopped and (counts.get("pending") or not run.finished.is_set()):
+                complete = False  # --until-done ended with recipients left to send
+        if stopped:
+            print("stopped by signal: nothing in flight was lost; run again to continue")
     finally:
         await ledger.close()
     return EXIT_OK if complete else EXIT_INCOMPLETE

@@ -177,3 +177,8 @@ class Engine:
 
     def stop(self) -> None:
         self._stop.set()
+
+    @property
+    def stopped(self) -> bool:
+        """True once :meth:`stop` was called (SIGTERM/SIGINT)."""
+        return self._stop.is_set()
