@@ -26,6 +26,8 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from loadtest.report import machine_info, write_results
 from smsblast.broker import EmbeddedBroker
 from smsblast.segments import produce, synthetic_recipients
+from smsblast.simulator import Profile
+from smsblast.simulator.process import simulator_process
 
 ROUTES = {
     "telkomsel": ["811", "812", "813", "821", "822", "823", "851", "852", "853"],
@@ -36,39 +38,15 @@ ROUTES = {
 MIX = {"telkomsel": 0.5, "indosat": 0.25, "xl": 0.2, "smartfren": 0.05}
 
 
-def start_simulator(tmp: Path) -> tuple[subprocess.Popen[str], int, int]:
-    profile = {
-        "listen": "127.0.0.1:0",
-        "accounts": [{"system_id": r, "password": "pw", "max_binds": 8} for r in ROUTES],
-        "receipts": {"enabled": True, "delay": 0},
-        "http": {"host": "127.0.0.1", "port": 0},
-        "dedup": True,
-    }
-    path = tmp / "simulator.yaml"
-    path.write_text(yaml.safe_dump(profile))
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "smsblast.simulator", "--config", str(path)],
-        stdout=subprocess.PIPE,
-        text=True,
-        stdin=subprocess.DEVNULL,
+def bench_profile() -> Profile:
+    return Profile.model_validate(
+        {
+            "listen": "127.0.0.1:0",
+            "accounts": [{"system_id": r, "password": "pw", "max_binds": 8} for r in ROUTES],
+            "receipts": {"enabled": True, "delay": 0},
+            "dedup": True,
+        }
     )
-    assert proc.stdout is not None
-    port = http = 0
-    for _ in range(2):
-        line = proc.stdout.readline()
-        if line.startswith("LISTENING"):
-            port = int(line.rsplit(":", 1)[1])
-        elif line.startswith("HTTP"):
-            http = int(line.rsplit(":", 1)[1])
-    return proc, port, http
-
-
-def sim_stats(http: int) -> dict[str, Any]:
-    import urllib.request
-
-    with urllib.request.urlopen(f"http://127.0.0.1:{http}/stats", timeout=30) as resp:
-        data: dict[str, Any] = json.loads(resp.read())
-        return data
 
 
 def write_config(
@@ -137,18 +115,14 @@ def run_once(n: int, binds: int, window: int, partitions: int) -> dict[str, Any]
     with tempfile.TemporaryDirectory() as tmp_name, EmbeddedBroker() as broker:
         tmp = Path(tmp_name)
         fill_s = asyncio.run(fill(broker.bootstrap, "segment", n, partitions))
-        sim, port, http = start_simulator(tmp)
-        try:
-            cmd = write_config(tmp, broker.bootstrap, port, "segment", binds, window)
+        with simulator_process(bench_profile(), tmp_name) as sim:
+            cmd = write_config(tmp, broker.bootstrap, sim.port, "segment", binds, window)
             env = {**os.environ, "SMSBLAST_BENCH_PASSWORD": "pw"}
             started = time.perf_counter()
             proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
             elapsed = time.perf_counter() - started
             peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-            stats = sim_stats(http)["totals"]
-        finally:
-            sim.terminate()
-            sim.wait(30)
+            stats = sim.stats()["totals"]
         ledger_mb = (tmp / "ledger.sqlite").stat().st_size / 1e6
     return {
         "recipients": n,

@@ -3,13 +3,8 @@ config pointing at it, segments in a real broker, and an engine run in-process."
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-import sys
-import urllib.request
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,9 +14,12 @@ from smsblast.ledger import AsyncLedger
 from smsblast.optout import OptOutList
 from smsblast.segments import encode_record, produce
 from smsblast.simulator import Profile
+from smsblast.simulator.process import SimulatorProcess, simulator_process
 
 PASSWORD_ENV = "SMSBLAST_TEST_SMSC_PASSWORD"
 PASSWORD = "pw"
+
+__all__ = ["SimulatorProcess", "simulator_process"]  # re-exported for the tests
 
 
 @dataclass(frozen=True)
@@ -45,57 +43,6 @@ def simulator_profile(routes: Iterable[RouteSpec], **extra: Any) -> Profile:
     }
     data.update(extra)
     return Profile.model_validate(data)
-
-
-@dataclass
-class SimulatorProcess:
-    """The simulator in its own process, as an SMSC would be: no shared event loop."""
-
-    process: subprocess.Popen[str]
-    port: int
-    http_port: int
-
-    def stats(self) -> dict[str, Any]:
-        url = f"http://127.0.0.1:{self.http_port}/stats"
-        with urllib.request.urlopen(url, timeout=10) as resp:
-            data: dict[str, Any] = json.loads(resp.read())
-            return data
-
-
-@contextmanager
-def simulator_process(profile: Profile, tmp_dir: str) -> Iterator[SimulatorProcess]:
-    import yaml
-
-    path = os.path.join(tmp_dir, "simulator.yaml")
-    data = profile.model_dump(mode="json", exclude_none=True)
-    data["http"] = {"host": "127.0.0.1", "port": 0}
-    with open(path, "w") as f:
-        yaml.safe_dump(data, f)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "smsblast.simulator", "--config", path],
-        stdout=subprocess.PIPE,
-        stdin=subprocess.DEVNULL,
-        text=True,
-    )
-    try:
-        assert proc.stdout is not None
-        port = http_port = 0
-        for _ in range(2):
-            line = proc.stdout.readline()
-            if line.startswith("LISTENING"):
-                port = int(line.rsplit(":", 1)[1])
-            elif line.startswith("HTTP"):
-                http_port = int(line.rsplit(":", 1)[1])
-        if not port or not http_port:
-            raise RuntimeError("simulator did not start")
-        yield SimulatorProcess(proc, port, http_port)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
 
 
 def engine_config(
