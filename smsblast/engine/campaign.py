@@ -121,7 +121,8 @@ class CampaignRun:
         self._consumer: AIOKafkaConsumer | None = None
         self._paused: set[TopicPartition] = set()
         self._started = 0.0
-        self.finished = asyncio.Event()
+        self.finished = asyncio.Event()  # the run is over (complete, stopped or failed)
+        self.completed = False  # every record read, nothing left in memory, receipts waited
         labels = (self.name,)
         self._m_read = m.RECORDS_READ.labels(*labels)
         self._m_dup = m.RECIPIENTS_DUPLICATE.labels(*labels)
@@ -204,6 +205,7 @@ class CampaignRun:
                 await self._read_loop(consumer)
                 await self._drain()
                 await self._wait_receipts()
+                self.completed = not self._stopping
             finally:
                 for task in tasks:
                     task.cancel()
@@ -586,7 +588,9 @@ class CampaignRun:
         while True:
             now = loop.time()
             for pool in self.engine.pools.values():
-                if pool.down_for(now) >= grace:
+                if self._stopping or pool.down_for(now) >= grace:
+                    # Stopping: only what is already in a window must settle; the rest
+                    # goes back to PENDING and is sent after the restart.
                     self._park(pool.evict(self))
             await self._flush()
             if self.in_memory == 0 and not self._outcomes:

@@ -147,7 +147,7 @@ async def _run(args: argparse.Namespace, config: Any, campaigns: list[Any]) -> i
             print(format_summary(run.name, counts, dict(run.stats)))
             if counts.get("in_flight"):
                 complete = False  # uncertain: it would be UNKNOWN after a restart
-            elif not stopped and (counts.get("pending") or not run.finished.is_set()):
+            elif not stopped and (counts.get("pending") or not run.completed):
                 complete = False  # --until-done ended with recipients left to send
         if stopped:
             print("stopped by signal: nothing in flight was lost; run again to continue")
