@@ -39,12 +39,6 @@ RECIPIENTS_DUPLICATE = Counter(
     ["campaign"],
     registry=REGISTRY,
 )
-SUBMITS = Counter(
-    "smsblast_submits_total",
-    "submit_sm written (each part counts)",
-    ["campaign", "route"],
-    registry=REGISTRY,
-)
 SUBMITS_ACCEPTED = Counter(
     "smsblast_submits_accepted_total",
     "submit_sm answered ESME_ROK",
@@ -77,8 +71,8 @@ RECIPIENTS_FINISHED = Counter(
 )
 RECEIPTS = Counter(
     "smsblast_receipts_total",
-    "Delivery receipts correlated, by state",
-    ["campaign", "state"],
+    "Delivery receipts received, by final state",
+    ["state"],
     registry=REGISTRY,
 )
 RECEIPTS_UNMATCHED = Counter(
@@ -97,8 +91,7 @@ SUBMIT_LATENCY = Histogram(
 )
 RECEIPT_LATENCY = Histogram(
     "smsblast_receipt_latency_seconds",
-    "submit_sm_resp -> delivery receipt",
-    ["campaign"],
+    "submit_sm_resp -> delivery receipt (messages accepted by this process)",
     buckets=_RECEIPT_BUCKETS,
     registry=REGISTRY,
 )

@@ -539,6 +539,34 @@ async def test_receipts_are_acknowledged_and_surfaced(
     assert delivered[-1].tlvs.receipted_message_id == "0221067780"  # leading zero kept
 
 
+async def test_a_failing_receipt_handler_asks_for_a_retry_and_keeps_the_bind(
+    make_smsc: SmscFactory, open_bind: BindFactory
+) -> None:
+    smsc = await make_smsc()
+    calls: list[P.DeliverSm] = []
+
+    def broken(pdu: P.DeliverSm) -> None:
+        calls.append(pdu)
+        raise RuntimeError("application bug")
+
+    bind = await open_bind(config_for(smsc), on_deliver=broken)
+    seq = smsc.send_deliver(
+        P.DeliverSm(
+            source_addr=dest(1),
+            destination_addr="SMSBLAST",
+            esm_class=0x04,
+            short_message=receipt_text("0A", "DELIVRD"),
+        )
+    )
+    await smsc.wait_until(lambda: len(smsc.deliver_acks) == 1)
+
+    assert smsc.deliver_acks == [(seq, Status.RX_T_APPN)]  # the SMSC will send it again
+    assert len(calls) == 1
+    outcomes = await blast(bind, [dest(2)])  # and the bind still works
+    assert outcomes.kinds() == {ACCEPTED: 1}
+    assert smsc.connections == 1
+
+
 # --------------------------------------------------------------------------- close
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+from smsblast.metrics import REGISTRY
 from smsblast.simulator import Simulator
 from tests.conftest import TopicFactory
 from tests.engine_stack import (
@@ -40,3 +41,20 @@ async def test_small_blast_reaches_every_recipient_once(
     assert stats["totals"]["submits_accepted"] == 600
     assert counts.get("delivered", 0) + counts.get("failed", 0) + counts.get("expired", 0) == 600
     assert counts.get("rejected") == 2
+    # the funnel, as Prometheus would scrape it
+    assert sample("smsblast_records_read_total", campaign="smoke") == 602
+    assert sample("smsblast_records_rejected_total", campaign="smoke", reason="not_json") == 1
+    assert sample("smsblast_records_rejected_total", campaign="smoke", reason="invalid_msisdn") == 1
+    assert sample("smsblast_submits_accepted_total", campaign="smoke", route="telkomsel") == 300
+    assert (
+        sample("smsblast_recipients_total", campaign="smoke", route="xl", state="submitted") == 100
+    )
+    assert sample("smsblast_consumer_lag", campaign="smoke") == 0
+    assert sample("smsblast_campaign_records", campaign="smoke") == 602
+    assert sample("smsblast_receipt_latency_seconds_count") >= 600
+
+
+def sample(name: str, **labels: str) -> float:
+    value = REGISTRY.get_sample_value(name, labels)
+    assert value is not None, f"no sample {name}{labels}"
+    return value

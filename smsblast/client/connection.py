@@ -144,7 +144,10 @@ class EsmeConnection(asyncio.Protocol):
                         outcome = SubmitOutcome(
                             classify_status(status), "", status, "", now - entry.sent_at
                         )
-                    entry.callback(entry.context, outcome)
+                    try:
+                        entry.callback(entry.context, outcome)
+                    except Exception:  # an application bug must not drop the bind
+                        log.exception("%s: submit outcome handler failed", self.config.label())
                 elif frame.command_id == _DELIVER_SM and self.session.state in _CAN_DELIVER:
                     self._deliver_fast(frame, now)
                 else:
@@ -163,11 +166,32 @@ class EsmeConnection(asyncio.Protocol):
             self._handle_event(self.session.receive_frame(frame), now)  # names the fault
             return
         self.stats["delivers"] += 1
-        if self.on_deliver is not None:
-            self.on_deliver(pdu)
+        status = self._deliver(pdu)
+        body = b"\x00" if status == 0 else b""  # error responses carry no body
         self._write(
-            _DELIVER_SM_RESP.pack(17, CommandId.DELIVER_SM_RESP, 0, frame.sequence_number) + b"\x00"
+            _DELIVER_SM_RESP.pack(
+                16 + len(body), CommandId.DELIVER_SM_RESP, status, frame.sequence_number
+            )
+            + body
         )
+
+    def _deliver(self, pdu: P.DeliverSm) -> int:
+        """Hand a deliver_sm to the application; the status to acknowledge it with.
+
+        A failing handler must not take the connection down: the deliver_sm is
+        answered ESME_RX_T_APPN (temporary application error) so the SMSC sends
+        it again later, and the error is logged."""
+        if self.on_deliver is None:
+            return 0
+        try:
+            self.on_deliver(pdu)
+        except Exception:
+            self.stats["deliver_handler_errors"] = self.stats.get("deliver_handler_errors", 0) + 1
+            log.exception(
+                "%s: deliver_sm handler failed; asking the SMSC to retry", self.config.label()
+            )
+            return int(Status.RX_T_APPN)
+        return 0
 
     def _handle_event(self, event: P.Pdu | Violation, now: float) -> None:
         if isinstance(event, Violation):
@@ -181,9 +205,12 @@ class EsmeConnection(asyncio.Protocol):
         cid = event.command_id
         if isinstance(event, P.DeliverSm):
             self.stats["delivers"] += 1
-            if self.on_deliver is not None:
-                self.on_deliver(event)
-            self._write(self.session.send(P.DeliverSmResp(sequence_number=event.sequence_number)))
+            status = self._deliver(event)
+            self._write(
+                self.session.send(
+                    P.DeliverSmResp(sequence_number=event.sequence_number, command_status=status)
+                )
+            )
         elif isinstance(event, P.EnquireLink):
             self._write(self.session.send(P.EnquireLinkResp(sequence_number=event.sequence_number)))
         elif isinstance(event, P.Unbind):

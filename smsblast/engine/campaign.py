@@ -128,6 +128,8 @@ class CampaignRun:
         self._m_dup = m.RECIPIENTS_DUPLICATE.labels(*labels)
         self._m_supp = m.RECIPIENTS_SUPPRESSED.labels(*labels)
         self._m_in_flight = m.CAMPAIGN_IN_FLIGHT.labels(*labels)
+        self._m_lag = m.CONSUMER_LAG.labels(*labels)
+        self._read_to: dict[PartKey, int] = {}  # next offset to read, per partition
 
     # ------------------------------------------------------------------ setup
     def _submit_template(self, smsc: SmscConfig) -> SubmitTemplate:
@@ -276,6 +278,7 @@ class CampaignRun:
                     self._paused.add(tp)
                     break
                 tracker.read(key, rec.offset)
+                self._read_to[key] = rec.offset + 1
                 read += 1
                 try:
                     recipient = parse_record(rec.value)
@@ -329,6 +332,9 @@ class CampaignRun:
                 )
                 claims.append((claim, key, rec.offset, parts, parked))
         self._m_read.inc(read)
+        self._m_lag.set(
+            sum(max(0, end - self._read_to.get(k, 0)) for k, end in self.snapshot.items())
+        )
         # Durable facts first; then queue, dead-letter and complete offsets.
         if rejects:
             await engine.ledger.record_rejects(self.name, rejects)
@@ -426,6 +432,7 @@ class CampaignRun:
             accepted, latency = self._route_metrics(route)
             accepted.inc()
             latency.observe(outcome.latency)
+            self.engine.receipts.note_accepted(key)
         elif kind is OutcomeKind.RETRYABLE or (
             kind is OutcomeKind.UNKNOWN and self.cfg.on_unknown == "resubmit"
         ):
@@ -539,13 +546,16 @@ class CampaignRun:
         self.tracker.mark_committed(
             {(tp.topic, tp.partition): off for tp, off in to_commit.items()}
         )
-        done = sum(off for off in to_commit.values())
+        done = sum(min(end, self.tracker.position(k) or 0) for k, end in self.snapshot.items())
         m.CAMPAIGN_DONE.labels(self.name).set(done)
 
     async def _commit_loop(self) -> None:
+        pending = m.CAMPAIGN_PENDING.labels(self.name)
         while True:
             await asyncio.sleep(1.0)
             await self.commit()
+            counts = await self.engine.ledger.counts(self.name)
+            pending.set(counts.get(State.PENDING.value, 0))
 
     # ------------------------------------------------------------------ backlog
     async def _backfill_loop(self) -> None:

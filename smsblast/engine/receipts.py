@@ -11,9 +11,11 @@ later flushes keep matching parked receipts (bounded by the ledger's max age).
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import time
 from collections.abc import Callable
+from typing import Any
 
 from smsblast import metrics as m
 from smsblast.ledger import AsyncLedger, ReceiptRow
@@ -29,6 +31,8 @@ from smsblast.smpp.receipt import (
 
 log = logging.getLogger("smsblast.engine")
 
+ACCEPTED_AT_MAX = 200_000
+
 #: Receipt state -> the ledger's word for it. Intermediate states are not recorded.
 LEDGER_STATE: dict[ReceiptState, str] = {
     ReceiptState.DELIVERED: "delivered",
@@ -43,6 +47,9 @@ LEDGER_STATE: dict[ReceiptState, str] = {
 class ReceiptCorrelator:
     def __init__(self, ledger: AsyncLedger, *, interval: float = 0.05, grace: float = 30.0) -> None:
         self.ledger = ledger
+        #: key -> monotonic time its submit_sm was accepted, for the receipt latency
+        #: histogram; bounded (oldest dropped first), never needed for correctness.
+        self.accepted_at: dict[str, float] = {}
         self.interval = interval
         self.grace = grace
         self._buffer: list[ReceiptRow] = []
@@ -61,6 +68,8 @@ class ReceiptCorrelator:
         """A deliver_sm callback for the binds of one SMSC: its receipts write ids in
         ``receipt_format``; ``key_prefix`` names the SMSC, so two SMSCs issuing the
         same id never meet in the ledger."""
+
+        state_counters: dict[str, Any] = {}
 
         def on_deliver(pdu: DeliverSm) -> None:
             if not pdu.esm_class & ESM_CLASS_DELIVERY_RECEIPT:
@@ -86,6 +95,13 @@ class ReceiptCorrelator:
                 return
             key = key_prefix + normalize_message_id(raw_id, receipt_format)
             self._buffer.append(ReceiptRow(key, ledger_state, raw_id, time.time()))
+            counter = state_counters.get(ledger_state)
+            if counter is None:
+                counter = state_counters[ledger_state] = m.RECEIPTS.labels(ledger_state)
+            counter.inc()
+            sent = self.accepted_at.pop(key, None)
+            if sent is not None:
+                m.RECEIPT_LATENCY.observe(time.monotonic() - sent)
 
         return on_deliver
 
@@ -110,6 +126,13 @@ class ReceiptCorrelator:
         if now - self._last_parked_match > 5.0:
             self._last_parked_match = now
             self.stats["matched"] += await self.ledger.match_parked()
+
+    def note_accepted(self, key: str) -> None:
+        accepted = self.accepted_at
+        accepted[key] = time.monotonic()
+        if len(accepted) > ACCEPTED_AT_MAX:
+            for old in list(itertools.islice(accepted, len(accepted) - ACCEPTED_AT_MAX // 2)):
+                del accepted[old]
 
     @property
     def waiting(self) -> int:
