@@ -289,7 +289,7 @@ async def test_each_status_maps_to_its_outcome(
     assert all(o.reason == "generic_nack" for o in outcomes[len(statuses) :])
 
 
-async def test_response_timeout_is_retryable_and_late_response_is_counted_not_resolved(
+async def test_response_timeout_is_unknown_and_late_response_is_counted_not_resolved(
     make_smsc: SmscFactory, open_bind: BindFactory
 ) -> None:
     smsc = await make_smsc(response_delay=0.5)
@@ -302,7 +302,8 @@ async def test_response_timeout_is_retryable_and_late_response_is_counted_not_re
     await smsc.wait_until(lambda: smsc.conns[0].submits_answered == 5)
     await asyncio.wait_for(_until(lambda: conn.stats["late_responses"] == 5), 2)
 
-    assert [(o.kind, o.reason) for o in timed_out] == [(RETRYABLE, "response timeout")] * 5
+    # the SMSC may have taken them: resending could reach a phone twice
+    assert [(o.kind, o.reason) for o in timed_out] == [(UNKNOWN, "response timeout")] * 5
     assert all(o.latency >= 0.15 for o in timed_out)
     assert outcomes.single() == timed_out  # the late submit_sm_resp did not resolve again
     assert conn.stats["timeouts"] == 5

@@ -13,7 +13,8 @@ loop pass, ``_flush`` hands the whole buffer to the transport in one call (a
 write per PDU costs ~6 us and would halve throughput).
 
 Every request written gets exactly one outcome, delivered through its callback:
-a response (accepted / rejected / retryable by status), a timeout (retryable),
+a response (accepted / rejected / retryable by status); a response timeout
+(UNKNOWN: the SMSC may well have taken it, so resending risks a duplicate);
 or, when the connection dies, UNKNOWN if its bytes were handed to the transport
 and RETRYABLE if they were still in our buffer (they never left).
 
@@ -379,7 +380,7 @@ class EsmeConnection(asyncio.Protocol):
             entry.callback(
                 entry.context,
                 SubmitOutcome(
-                    OutcomeKind.RETRYABLE, reason="response timeout", latency=now - entry.sent_at
+                    OutcomeKind.UNKNOWN, reason="response timeout", latency=now - entry.sent_at
                 ),
             )
         self._wake_slot_waiter()

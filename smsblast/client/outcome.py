@@ -11,8 +11,8 @@ from smsblast.smpp.constants import TRANSIENT_STATUSES, Status, status_name
 class OutcomeKind(enum.Enum):
     ACCEPTED = "accepted"  # submit_sm_resp ESME_ROK: the SMSC has it, message_id set
     REJECTED = "rejected"  # a permanent error status: never resend as-is
-    RETRYABLE = "retryable"  # a transient status, a timeout, or never written: safe to resend
-    UNKNOWN = "unknown"  # written, then the connection died: it may or may not have been sent
+    RETRYABLE = "retryable"  # a transient status, or never written: safe to resend
+    UNKNOWN = "unknown"  # written, then no answer (timeout, connection died): maybe sent
 
 
 class SubmitOutcome(NamedTuple):

@@ -42,7 +42,6 @@ and, with receipts requested, every SUBMITTED recipient has its receipt or
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import time
@@ -112,6 +111,7 @@ class CampaignRun:
         self.in_memory = 0
         self.pending_routes: set[str] = set()
         self._m_routes: dict[str, tuple[Any, Any]] = {}
+        self._route_jobs: Counter[str] = Counter()  # jobs in memory per route
         self._active: set[str] = set()  # msisdns of the jobs in memory (bounded by in_memory)
         self.stats: Counter[str] = Counter()
         self._outcomes: list[tuple[Outcome, PartKey | None, int, str]] = []
@@ -211,9 +211,7 @@ class CampaignRun:
             finally:
                 for task in tasks:
                     task.cancel()
-                for task in tasks:
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await task
+                await asyncio.gather(*tasks, return_exceptions=True)
                 await self._flush()
                 await self.commit()
         finally:
@@ -264,6 +262,9 @@ class CampaignRun:
         now = asyncio.get_running_loop().time()
         read = 0
         route_down = {r: p.down_for(now) > ROUTE_DOWN_PARK for r, p in engine.pools.items()}
+        # No route may hold more than its share of the memory budget (retries
+        # included), so one slow or throttling SMSC cannot starve the others.
+        route_share = max(1000, engine.max_in_memory // max(1, len(engine.pools)))
         template = self.template
         on_missing = self.cfg.on_missing_field
         optout = engine.optout
@@ -318,7 +319,11 @@ class CampaignRun:
                     continue
                 assert route is not None
                 pool = engine.pools[route]
-                parked = route_down[route] or pool.backlog + routes_added[route] >= pool.queue_cap
+                parked = (
+                    route_down[route]
+                    or pool.backlog + routes_added[route] >= pool.queue_cap
+                    or self._route_jobs[route] + routes_added[route] >= route_share
+                )
                 if not parked:
                     routes_added[route] += len(parts)
                 claim = Claim(
@@ -418,6 +423,7 @@ class CampaignRun:
         for i in range(len(parts)):
             pool.enqueue(WorkItem(job, i, 0))
         self._active.add(msisdn)
+        self._route_jobs[route] += 1
         self.in_memory += 1
         self._m_in_flight.set(self.in_memory)
 
@@ -497,6 +503,7 @@ class CampaignRun:
         outcome = Outcome(job.msisdn, state, status, job.error, tuple(job.message_ids))
         self._outcomes.append((outcome, job.partition, job.offset, job.route))
         self._active.discard(job.msisdn)
+        self._route_jobs[job.route] -= 1
         self.in_memory -= 1
         if not self._room.is_set():
             self._room.set()
@@ -505,7 +512,11 @@ class CampaignRun:
         if not self._outcomes:
             return
         batch, self._outcomes = self._outcomes, []
-        await self.engine.ledger.record_outcomes(self.name, [o for o, _, _, _ in batch])
+        try:
+            await self.engine.ledger.record_outcomes(self.name, [o for o, _, _, _ in batch])
+        except BaseException:
+            self._outcomes[:0] = batch  # not written: keep them for the next flush
+            raise
         tracker = self.tracker
         finished: Counter[tuple[str, str]] = Counter()
         for outcome, key, offset, route in batch:
@@ -522,7 +533,11 @@ class CampaignRun:
     async def _flush_loop(self) -> None:
         while True:
             await asyncio.sleep(0.02)
-            await self._flush()
+            try:
+                await self._flush()
+            except Exception:
+                log.exception("%s: writing outcomes to the ledger failed; retrying", self.name)
+                await asyncio.sleep(1.0)
 
     async def commit(self, only: list[TopicPartition] | None = None) -> None:
         consumer = self._consumer
@@ -553,17 +568,26 @@ class CampaignRun:
         pending = m.CAMPAIGN_PENDING.labels(self.name)
         while True:
             await asyncio.sleep(1.0)
-            await self.commit()
-            counts = await self.engine.ledger.counts(self.name)
-            pending.set(counts.get(State.PENDING.value, 0))
+            try:
+                await self.commit()
+                counts = await self.engine.ledger.counts(self.name)
+                pending.set(counts.get(State.PENDING.value, 0))
+            except Exception:
+                log.exception("%s: commit/progress update failed; retrying", self.name)
 
     # ------------------------------------------------------------------ backlog
     async def _backfill_loop(self) -> None:
         while True:
             await asyncio.sleep(0.1)
-            await self._backfill()
+            try:
+                await self._backfill()
+            except Exception:
+                log.exception("%s: backfill from the ledger failed; retrying", self.name)
+                await asyncio.sleep(1.0)
 
     async def _backfill(self) -> None:
+        if self._stopping:
+            return  # stopping: nothing new is started
         ledger = self.engine.ledger
         for route in sorted(self.pending_routes):
             pool = self.engine.pools.get(route)
@@ -595,7 +619,20 @@ class CampaignRun:
         """Wait until nothing is in memory and nothing sendable is parked."""
         loop = asyncio.get_running_loop()
         grace = self.engine.route_down_grace
+        stop_deadline: float | None = None
         while True:
+            if self._stopping:
+                if stop_deadline is None:
+                    stop_deadline = loop.time() + self.engine.drain_timeout
+                elif loop.time() > stop_deadline:
+                    # What is still in a window stays IN_FLIGHT: truly uncertain, it is
+                    # reported UNKNOWN (or resubmitted) by the next run.
+                    log.warning(
+                        "%s: %d recipient(s) still in flight after the drain timeout",
+                        self.name,
+                        self.in_memory,
+                    )
+                    return
             now = loop.time()
             for pool in self.engine.pools.values():
                 if self._stopping or pool.down_for(now) >= grace:

@@ -152,9 +152,11 @@ class Engine:
                 if stopper in done:
                     for r in self.runs:
                         r.stop()
-                    await asyncio.wait_for(
-                        asyncio.gather(*pending, return_exceptions=True), self.drain_timeout + 30
-                    )
+                    with contextlib.suppress(TimeoutError):  # the runs enforce drain_timeout
+                        await asyncio.wait_for(
+                            asyncio.gather(*pending, return_exceptions=True),
+                            self.drain_timeout + 30,
+                        )
                     break
             if not until_done and not self._stop.is_set():
                 await self._stop.wait()
@@ -168,7 +170,7 @@ class Engine:
             await asyncio.gather(*runs, return_exceptions=True)
             await self.receipts.flush()
             await asyncio.gather(*(p.close(self.drain_timeout) for p in self.pools.values()))
-            await self.receipts.flush()
+            await self.receipts.close()
             receipts.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await receipts

@@ -33,10 +33,18 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from smsblast import metrics as m
-from smsblast.client import Bind, BindConfig, BindMode, ConnectionClosed, SubmitOutcome
+from smsblast.client import (
+    Bind,
+    BindConfig,
+    BindMode,
+    ConnectionClosed,
+    OutcomeKind,
+    SubmitOutcome,
+)
 from smsblast.engine.jobs import WorkItem
 from smsblast.ratelimit import AsyncRateLimiter, LimiterClosed
 from smsblast.smpp.constants import Status
+from smsblast.smpp.errors import LocalProtocolError
 from smsblast.smpp.pdu import DeliverSm
 from smsblast.smpp.receipt import IdFormat
 
@@ -145,16 +153,22 @@ class BindWorker:
                     job = item.job
                     spec = job.parts[item.part]
                     template = job.run.templates[pool.name][self.smsc_index]
-                    conn.send_submit(
-                        template,
-                        job.dest,
-                        spec.short_message,
-                        on_outcome,
-                        item,
-                        spec.esm_class,
-                        spec.data_coding,
-                        spec.tlvs,
-                    )
+                    try:
+                        conn.send_submit(
+                            template,
+                            job.dest,
+                            spec.short_message,
+                            on_outcome,
+                            item,
+                            spec.esm_class,
+                            spec.data_coding,
+                            spec.tlvs,
+                        )
+                    except LocalProtocolError as exc:  # this message can never be encoded
+                        pool.on_outcome(
+                            self, item, SubmitOutcome(OutcomeKind.REJECTED, reason=str(exc))
+                        )
+                        continue
                     sent += 1
             except ConnectionClosed:
                 queue.appendleft(item)  # not written: it goes to the next bind

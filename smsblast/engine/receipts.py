@@ -111,7 +111,12 @@ class ReceiptCorrelator:
         self._buffer = []
         if not rows:
             return
-        unmatched = await self.ledger.record_receipts(rows)
+        try:
+            unmatched = await self.ledger.record_receipts(rows)
+        except BaseException:
+            self._buffer[:0] = rows[retried:]  # not written: keep them for the next flush
+            self._retry = rows[:retried]
+            raise
         self.stats["matched"] += len(rows) - len(unmatched)
         now = time.time()
         keep = [r for r in unmatched if now - r.received_at < self.grace]
@@ -126,6 +131,14 @@ class ReceiptCorrelator:
         if now - self._last_parked_match > 5.0:
             self._last_parked_match = now
             self.stats["matched"] += await self.ledger.match_parked()
+
+    async def close(self) -> None:
+        """Last flush; receipts still unmatched are parked in the ledger, not dropped."""
+        await self.flush()
+        if self._retry:
+            await self.ledger.park_unmatched(self._retry)
+            self.stats["parked"] += len(self._retry)
+            self._retry = []
 
     def note_accepted(self, key: str) -> None:
         accepted = self.accepted_at
