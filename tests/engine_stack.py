@@ -22,6 +22,15 @@ PASSWORD = "pw"
 __all__ = ["SimulatorProcess", "simulator_process"]  # re-exported for the tests
 
 
+#: Indonesian operator prefixes (national digits), as in config/smsblast.yaml.
+PREFIXES: dict[str, tuple[str, ...]] = {
+    "telkomsel": ("811", "812", "813", "821", "822", "823", "851", "852", "853"),
+    "indosat": ("814", "815", "816", "855", "856", "857", "858", "895", "896", "897", "898", "899"),
+    "xl": ("817", "818", "819", "859", "877", "878", "879", "831", "832", "833", "838"),
+    "smartfren": ("881", "882", "883", "887", "888", "889"),
+}
+
+
 @dataclass(frozen=True)
 class RouteSpec:
     name: str

@@ -19,6 +19,7 @@ from tests.conftest import TopicFactory
 from tests.engine_stack import (
     PASSWORD,
     PASSWORD_ENV,
+    PREFIXES,
     RouteSpec,
     SimulatorProcess,
     engine_config,
@@ -30,14 +31,14 @@ RECIPIENTS = 20_000
 ROUTES = [
     RouteSpec(
         "telkomsel",
-        ("811", "812", "813", "821", "822", "823", "851", "852", "853"),
+        PREFIXES["telkomsel"],
         tps=1500,
         binds=2,
         window=50,
     ),
     RouteSpec(
         "indosat",
-        ("814", "815", "816", "855", "856", "857", "858", "895", "896", "897", "898", "899"),
+        PREFIXES["indosat"],
         tps=1500,
         binds=1,
         window=50,

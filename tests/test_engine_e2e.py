@@ -14,6 +14,7 @@ from smsblast.optout import OptOutList
 from smsblast.segments import produce, synthetic_recipients
 from tests.conftest import TopicFactory
 from tests.engine_stack import (
+    PREFIXES,
     RouteSpec,
     campaign,
     engine_config,
@@ -26,27 +27,27 @@ RECIPIENTS = 50_000
 ROUTES = [
     RouteSpec(
         "telkomsel",
-        ("811", "812", "813", "821", "822", "823", "851", "852", "853"),
+        PREFIXES["telkomsel"],
         tps=3000,
         binds=2,
         window=100,
     ),
     RouteSpec(
         "indosat",
-        ("814", "815", "816", "855", "856", "857", "858", "895", "896", "897", "898", "899"),
+        PREFIXES["indosat"],
         tps=2000,
         binds=2,
         window=100,
     ),
     RouteSpec(
         "xl",
-        ("817", "818", "819", "859", "877", "878", "879", "831", "832", "833", "838"),
+        PREFIXES["xl"],
         tps=1500,
         binds=1,
         window=100,
     ),
 ]
-DEAD = RouteSpec("smartfren", ("881", "882", "883", "887", "888", "889"), tps=100, port=1)
+DEAD = RouteSpec("smartfren", PREFIXES["smartfren"], tps=100, port=1)
 MIX = {"telkomsel": 0.5, "indosat": 0.3, "xl": 0.19, "smartfren": 0.01}
 BAD = [b"not json", b"{}", b'{"msisdn": "021-555-1234"}', b'{"msisdn": "0812", "x": 1}', b""]
 
