@@ -598,7 +598,9 @@ class CampaignRun:
                 continue
             rows = await ledger.pending(self.name, route, min(room, 5000))
             fresh = [r for r in rows if r.msisdn not in self._active]
-            if not rows:
+            if not fresh:
+                # Nothing here that is not already queued in memory: stop asking until
+                # a recipient is parked again (or the drain looks once more at the end).
                 self.pending_routes.discard(route)
                 continue
             for row in fresh:
