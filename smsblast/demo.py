@@ -19,6 +19,7 @@ from typing import Any
 
 import yaml
 
+from smsblast.aio import run as run_async
 from smsblast.client import BindMode
 from smsblast.send import SendReport, SendRequest, format_summary, run_send
 from smsblast.simulator import Profile, Simulator
@@ -113,9 +114,7 @@ def main(args: argparse.Namespace) -> int:
         print("smsblast demo: --recipients must be at least 3", file=sys.stderr)
         return 2
     try:
-        import uvloop
-
-        results, stats = uvloop.run(run_demo(args.recipients, args.seed))
+        results, stats = run_async(run_demo(args.recipients, args.seed))
     except KeyboardInterrupt:
         print("smsblast demo: interrupted; everything it started is stopped", file=sys.stderr)
         return 130

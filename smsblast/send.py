@@ -21,6 +21,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from smsblast.aio import run as run_async
 from smsblast.client import (
     Bind,
     BindConfig,
@@ -405,7 +406,7 @@ def format_summary(title: str, rep: SendReport, receipts: bool) -> str:
 def main(args: argparse.Namespace) -> int:
     try:
         req = request_from_args(args)
-        report = asyncio.run(run_send(req)) if not _has_uvloop() else _run_uvloop(req)
+        report = run_async(run_send(req))
     except UsageError as exc:
         print(f"smsblast send: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -416,17 +417,3 @@ def main(args: argparse.Namespace) -> int:
     if report.bind_error:
         return EXIT_BIND
     return EXIT_OK if report.ok(req.wait_dlr > 0) else EXIT_FAILED
-
-
-def _has_uvloop() -> bool:
-    try:
-        import uvloop  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-def _run_uvloop(req: SendRequest) -> SendReport:
-    import uvloop
-
-    return uvloop.run(run_send(req))

@@ -12,6 +12,7 @@ import signal
 import sys
 from typing import Any
 
+from smsblast.aio import run as run_async
 from smsblast.config import ConfigError, load_campaigns, load_engine_config
 
 log = logging.getLogger("smsblast.engine")
@@ -86,14 +87,7 @@ def run_main(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"smsblast run: configuration error:\n{exc}", file=sys.stderr)
         return EXIT_CONFIG
-    try:
-        import uvloop
-
-        runner = asyncio.Runner(loop_factory=uvloop.new_event_loop)
-    except ImportError:  # pragma: no cover
-        runner = asyncio.Runner()
-    with runner:
-        return runner.run(_run(args, config, campaigns))
+    return run_async(_run(args, config, campaigns))
 
 
 async def _run(args: argparse.Namespace, config: Any, campaigns: list[Any]) -> int:

@@ -18,7 +18,6 @@ the engine configuration (--config, else $SMSBLAST_CONFIG, else config/smsblast.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import gzip
 import io
@@ -27,13 +26,14 @@ import random
 import sys
 import time
 from collections import Counter
-from collections.abc import Coroutine, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO, Final, TextIO, TypeVar
 
 import yaml
 from aiokafka.errors import KafkaError
 
+from smsblast.aio import run as run_async
 from smsblast.segments.files import FileSource, FileUsageError, detect_format
 from smsblast.segments.kafka import (
     ProduceError,
@@ -169,14 +169,6 @@ class _Progress:
         return time.monotonic() - self.started
 
 
-def _run(coro: Coroutine[Any, Any, _T]) -> _T:
-    try:
-        import uvloop
-    except ImportError:  # pragma: no cover - uvloop is a dependency off Windows
-        return asyncio.run(coro)
-    return uvloop.run(coro)
-
-
 def _rate(n: int, seconds: float) -> str:
     return f"{n / seconds:,.0f}" if seconds > 0 else "-"
 
@@ -207,7 +199,9 @@ def run_load(args: argparse.Namespace) -> int:
     progress = _Progress(command, err)
     with source:
         try:
-            produced = _run(_load(bootstrap, args.topic, source, progress, args.create_partitions))
+            produced = run_async(
+                _load(bootstrap, args.topic, source, progress, args.create_partitions)
+            )
         except TopicNotFound as exc:
             print(f"{command}: {exc} (create it, or pass --create-partitions N)", file=err)
             return 2
@@ -277,7 +271,7 @@ def run_generate(args: argparse.Namespace) -> int:
             produced = _write_ndjson(args.output, records)
         else:
             destination = args.topic
-            produced = _run(_generate(bootstrap, args.topic, records, progress, args))
+            produced = run_async(_generate(bootstrap, args.topic, records, progress, args))
     except TopicNotFound as exc:
         print(f"{command}: {exc} (create it, or pass --create-partitions N)", file=err)
         return 2

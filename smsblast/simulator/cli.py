@@ -14,11 +14,11 @@ import contextlib
 import logging
 import signal
 import sys
-from collections.abc import Callable, Coroutine
 from typing import Any
 
 from pydantic import ValidationError
 
+from smsblast.aio import run as run_async
 from smsblast.simulator.profile import Profile, load_profile, parse_hostport
 from smsblast.simulator.server import Simulator
 
@@ -127,18 +127,6 @@ async def serve(profile: Profile) -> Simulator:
     return sim
 
 
-def _run(main: Callable[[], Coroutine[Any, Any, Simulator]], use_uvloop: bool) -> Simulator:
-    if use_uvloop:
-        try:
-            import uvloop
-        except ImportError:
-            use_uvloop = False
-    if use_uvloop:
-        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-            return runner.run(main())
-    return asyncio.run(main())
-
-
 def simulate_main(argv: list[str] | None = None) -> int:
     """Entry point of ``smsblast simulate``; returns the exit code (0, or 2 on a bad profile)."""
     parser = build_parser()
@@ -157,7 +145,7 @@ def run_from_args(args: argparse.Namespace) -> int:
         print(f"smsblast simulate: bad profile: {exc}", file=sys.stderr)
         return 2
     try:
-        _run(lambda: serve(profile), not args.no_uvloop)
+        run_async(serve(profile), use_uvloop=not args.no_uvloop)
     except OSError as exc:
         print(f"smsblast simulate: {exc}", file=sys.stderr)
         return 1
