@@ -266,12 +266,6 @@ class EsmeConnection(asyncio.Protocol):
         self._out_seqs.clear()
 
     @property
-    def is_bound(self) -> bool:
-        return self.session.state in (State.BOUND_TX, State.BOUND_TRX) or (
-            self.session.state is State.BOUND_RX and self.config.mode is BindMode.RECEIVER
-        )
-
-    @property
     def can_submit(self) -> bool:
         return self._transport is not None and self.session.state in (
             State.BOUND_TX,

@@ -75,8 +75,3 @@ class Window:
         entries = list(self.pending.items())
         self.pending.clear()
         return entries
-
-    def oldest_deadline(self) -> float | None:
-        for entry in self.pending.values():
-            return entry.deadline
-        return None

@@ -120,7 +120,6 @@ class CampaignRun:
         self._stopping = False
         self._consumer: AIOKafkaConsumer | None = None
         self._paused: set[TopicPartition] = set()
-        self._started = 0.0
         self.finished = asyncio.Event()  # the run is over (complete, stopped or failed)
         self.completed = False  # every record read, nothing left in memory, receipts waited
         labels = (self.name,)
@@ -170,7 +169,6 @@ class CampaignRun:
     # ------------------------------------------------------------------ main loop
     async def run(self) -> None:
         engine = self.engine
-        self._started = time.monotonic()
         consumer = AIOKafkaConsumer(
             bootstrap_servers=engine.config.kafka.bootstrap_servers,
             group_id=f"smsblast.{self.name}",
@@ -611,10 +609,6 @@ class CampaignRun:
                     await ledger.mark(self.name, [row.msisdn], State.REJECTED, str(exc))
                     continue
                 self._start(row.msisdn, route, parts, None, -1)
-
-    async def pending_count(self) -> int:
-        counts = await self.engine.ledger.counts(self.name)
-        return int(counts.get(State.PENDING.value, 0))
 
     # ------------------------------------------------------------------ completion
     async def _drain(self) -> None:

@@ -52,7 +52,6 @@ log = logging.getLogger("smsblast.engine")
 
 OutcomeHandler = Callable[["BindWorker", WorkItem, SubmitOutcome], None]
 Armer = Callable[[list[WorkItem]], Awaitable[None]]  # marks the items' jobs IN_FLIGHT
-DeliverHandler = Callable[[int, DeliverSm], None]  # (smsc index, pdu)
 
 #: Each rate window is enforced over W + 5 ms, so network jitter between our send
 #: and the SMSC's receive cannot push its 1-second count over the TPS (~0.5% of rate).
