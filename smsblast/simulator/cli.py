@@ -72,6 +72,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: Flags that set one profile key as they are (None = flag not given).
+FLAG_KEYS = {
+    "seed": "seed",
+    "stats_file": "stats_file",
+    "tps": "limits.tps_per_bind",
+    "account_tps": "limits.tps_per_account",
+    "window": "limits.max_outstanding",
+    "receipts": "receipts.enabled",
+    "latency_ms": "latency",
+    "receipt_delay_ms": "receipts.delay",
+    "id_format": "ids.resp_format",
+    "receipt_id_format": "ids.receipt_format",
+}
+
+
 def profile_from_args(args: argparse.Namespace) -> Profile:
     """Load ``--config`` and apply the flags.
 
@@ -82,30 +97,14 @@ def profile_from_args(args: argparse.Namespace) -> Profile:
     if args.listen is not None:
         host, port = parse_hostport(args.listen)
         overrides["listen"] = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-    if args.seed is not None:
-        overrides["seed"] = args.seed
-    if args.stats_file is not None:
-        overrides["stats_file"] = args.stats_file
+    for flag, key in FLAG_KEYS.items():
+        value = getattr(args, flag)
+        if value is not None:
+            overrides[key] = value
     if args.http is not None:
         host, port = parse_hostport(args.http)
         overrides["http.host"] = host
         overrides["http.port"] = port
-    if args.tps is not None:
-        overrides["limits.tps_per_bind"] = args.tps
-    if args.account_tps is not None:
-        overrides["limits.tps_per_account"] = args.account_tps
-    if args.window is not None:
-        overrides["limits.max_outstanding"] = args.window
-    if args.receipts is not None:
-        overrides["receipts.enabled"] = args.receipts
-    if args.latency_ms is not None:
-        overrides["latency"] = args.latency_ms
-    if args.receipt_delay_ms is not None:
-        overrides["receipts.delay"] = args.receipt_delay_ms
-    if args.id_format is not None:
-        overrides["ids.resp_format"] = args.id_format
-    if args.receipt_id_format is not None:
-        overrides["ids.receipt_format"] = args.receipt_id_format
     if args.no_dedup:
         overrides["dedup"] = False
     return load_profile(args.config, overrides)
