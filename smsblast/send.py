@@ -30,11 +30,12 @@ from smsblast.client import (
     OutcomeKind,
     SubmitOutcome,
 )
+from smsblast.config import sender_ton_npi
 from smsblast.msisdn import InvalidMsisdn, normalize_msisdn
 from smsblast.smpp import pdu as P
-from smsblast.smpp.codec import encode_tlvs
 from smsblast.smpp.constants import Npi, Ton, status_name
 from smsblast.smpp.fast import SubmitTemplate
+from smsblast.smpp.parts import submit_parts
 from smsblast.smpp.receipt import (
     IdFormat,
     Receipt,
@@ -120,12 +121,12 @@ def consecutive_msisdns(first: str, count: int) -> list[str]:
 
 
 def make_template(req: SendRequest, registered_delivery: int) -> SubmitTemplate:
-    alpha = not req.source.isdigit()
+    source_ton, source_npi = sender_ton_npi(req.source)
     return SubmitTemplate(
         P.SubmitSm(
             source_addr=req.source,
-            source_addr_ton=Ton.ALPHANUMERIC if alpha else Ton.INTERNATIONAL,
-            source_addr_npi=Npi.UNKNOWN if alpha else Npi.ISDN,
+            source_addr_ton=source_ton,
+            source_addr_npi=source_npi,
             dest_addr_ton=Ton.INTERNATIONAL,
             dest_addr_npi=Npi.ISDN,
             registered_delivery=registered_delivery,
@@ -225,29 +226,19 @@ async def run_send(req: SendRequest) -> SendReport:
             encoded = _split(req, rng)
             tracker.outcomes_pending += len(encoded.parts)
             report.parts += len(encoded.parts)
-            for part in encoded.parts:
+            for part in submit_parts(encoded):
                 conn = await bind.wait_slot()
                 if limiter is not None:
                     await limiter.acquire(1)
-                tlvs = b""
-                if part.sar is not None:
-                    ref, total, seq = part.sar
-                    tlvs = encode_tlvs(
-                        P.Tlvs(
-                            sar_msg_ref_num=ref, sar_total_segments=total, sar_segment_seqnum=seq
-                        )
-                    )
-                elif part.payload is not None:
-                    tlvs = encode_tlvs(P.Tlvs(message_payload=part.payload))
                 conn.send_submit(
                     template,
                     number.encode("ascii"),
                     part.short_message,
                     tracker.on_outcome,
                     None,
-                    0x40 if part.esm_class_udhi else 0,
-                    encoded.data_coding,
-                    tlvs,
+                    part.esm_class,
+                    part.data_coding,
+                    part.tlvs,
                 )
         if tracker.outcomes_pending:
             await tracker.all_settled.wait()

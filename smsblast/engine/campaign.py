@@ -55,16 +55,16 @@ from smsblast import metrics as m
 from smsblast.client import OutcomeKind, SubmitOutcome
 from smsblast.client.bind import backoff_delay
 from smsblast.config import Campaign, SmscConfig
-from smsblast.engine.jobs import Job, PartSpec, WorkItem
+from smsblast.engine.jobs import Job, WorkItem
 from smsblast.engine.offsets import OffsetTracker
 from smsblast.engine.snapshot import segment_end_offsets
 from smsblast.ledger import Claim, Outcome, State
 from smsblast.render import MissingField
 from smsblast.segments import BadRecord, parse_record
 from smsblast.smpp import pdu as P
-from smsblast.smpp.codec import encode_tlvs
 from smsblast.smpp.constants import status_name
 from smsblast.smpp.fast import SubmitTemplate
+from smsblast.smpp.parts import PartSpec, submit_parts
 from smsblast.smpp.receipt import normalize_message_id
 from smsblast.smpp.text import TextEncodingError, TooManyPartsError, split_message
 
@@ -384,25 +384,7 @@ class CampaignRun:
             ref=len(self._split_cache) & 0xFFFF,
             max_parts=cfg.max_parts,
         )
-        specs = []
-        for part in encoded.parts:
-            tlvs = b""
-            if part.sar is not None:
-                ref, total, seq = part.sar
-                tlvs = encode_tlvs(
-                    P.Tlvs(sar_msg_ref_num=ref, sar_total_segments=total, sar_segment_seqnum=seq)
-                )
-            elif part.payload is not None:
-                tlvs = encode_tlvs(P.Tlvs(message_payload=part.payload))
-            specs.append(
-                PartSpec(
-                    part.short_message,
-                    0x40 if part.esm_class_udhi else 0,
-                    encoded.data_coding,
-                    tlvs,
-                )
-            )
-        result = tuple(specs)
+        result = submit_parts(encoded)
         if len(self._split_cache) >= SPLIT_CACHE_MAX:
             self._split_cache.clear()
         self._split_cache[text] = result

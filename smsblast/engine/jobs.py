@@ -5,17 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, NamedTuple
 
+from smsblast.smpp.parts import PartSpec
+
 if TYPE_CHECKING:
     from smsblast.engine.campaign import CampaignRun
-
-
-class PartSpec(NamedTuple):
-    """One submit_sm's worth of a message (see smpp.text.split_message)."""
-
-    short_message: bytes
-    esm_class: int
-    data_coding: int
-    tlvs: bytes
 
 
 @dataclass(slots=True, eq=False)
