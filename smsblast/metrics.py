@@ -168,3 +168,42 @@ CAMPAIGN_PENDING = Gauge(
     ["campaign"],
     registry=REGISTRY,
 )
+
+# ------------------------------------------------------------------ schedule and projection
+CAMPAIGN_REMAINING = Gauge(
+    "smsblast_campaign_remaining",
+    "Recipients of the campaign not yet submitted (or settled), per route",
+    ["campaign", "route"],
+    registry=REGISTRY,
+)
+CAMPAIGN_TARGET_RATE = Gauge(
+    "smsblast_campaign_target_rate",
+    "Recipients per second the pacer aims for on the route (capacity granted when asap)",
+    ["campaign", "route"],
+    registry=REGISTRY,
+)
+CAMPAIGN_PROJECTED_FINISH = Gauge(
+    "smsblast_campaign_projected_finish_timestamp_seconds",
+    "When the route's remaining recipients will be sent at the rate achievable now "
+    "(quiet hours excluded); +Inf when nothing can be sent",
+    ["campaign", "route"],
+    registry=REGISTRY,
+)
+CAMPAIGN_DEADLINE = Gauge(
+    "smsblast_campaign_deadline_timestamp_seconds",
+    "The campaign's deadline (absent when it has none)",
+    ["campaign"],
+    registry=REGISTRY,
+)
+CAMPAIGN_STATE = Gauge(
+    "smsblast_campaign_state",
+    "1 for the campaign's current state (waiting, running, quiet, paused, cancelled, done)",
+    ["campaign", "state"],
+    registry=REGISTRY,
+)
+BIND_THROTTLED = Counter(
+    "smsblast_bind_throttled_total",
+    "Responses asking this bind to slow down (ESME_RTHROTTLED, ESME_RMSGQFUL)",
+    ["route", "bind"],
+    registry=REGISTRY,
+)
