@@ -319,7 +319,7 @@ class CampaignRun:
                 pool = engine.pools[route]
                 parked = (
                     route_down[route]
-                    or pool.backlog + routes_added[route] >= pool.queue_cap
+                    or pool.lane_backlog(self) + routes_added[route] >= pool.queue_cap
                     or self._route_jobs[route] + routes_added[route] >= route_share
                 )
                 if not parked:
@@ -573,7 +573,7 @@ class CampaignRun:
             pool = self.engine.pools.get(route)
             if pool is None:
                 continue
-            room = pool.queue_cap // 2 - pool.backlog
+            room = pool.queue_cap // 2 - pool.lane_backlog(self)
             if room <= 0 or not pool.binds_up:
                 continue
             rows = await ledger.pending(self.name, route, min(room, 5000))

@@ -2,13 +2,22 @@
 
 Theory of operation
 -------------------
-Each route owns a :class:`RoutePool`: two in-memory queues of parts and one
-:class:`BindWorker` per configured bind. Claimed recipients wait in ``queue``
-(PENDING in the ledger: after a crash they are simply sent again). The arming
-task moves them, a batch at a time, to ``armed`` once the ledger has durably
-marked them IN_FLIGHT: only armed parts are ever written, so a crash can leave
-at most the armed buffer plus the windows UNKNOWN. The buffer is kept just deep
-enough to keep every bind busy (window + 100 ms of its rate).
+Each route owns a :class:`RoutePool`: one :class:`Lane` per campaign, a shared
+``armed`` queue of parts and one :class:`BindWorker` per configured bind.
+Claimed recipients wait in their campaign's lane (PENDING in the ledger: after
+a crash they are simply sent again). The arming task moves them, a batch at a
+time, to ``armed`` once the ledger has durably marked them IN_FLIGHT: only
+armed parts are ever written, so a crash can leave at most the armed buffer
+plus the windows UNKNOWN. The buffer is kept just deep enough to keep every
+bind busy (window + 100 ms of its rate), so the order in which lanes are armed
+is the order in which the binds send:
+
+* a lane whose gate is closed (campaign paused, cancelled, in quiet hours or
+  not started) is skipped: its parts wait, nothing is dropped;
+* a lane with a pacer (a limiter at the campaign's target rate on this route:
+  deadline pacing, or its ``max_share`` of the route) gives at most that rate;
+* the rest is shared by weight (2**priority): weighted fair share, so a
+  higher-priority campaign gets more and none starves.
 
 A worker loops: wait for armed work, wait for a free window slot, take up to
 that many tokens from its own rate limiter (a batch per pass, never a wake per
@@ -20,7 +29,10 @@ campaign parks the overflow in the ledger instead of stalling the reader
 Every part's outcome comes back through one callback (``on_outcome``), which
 the campaign turns into ledger rows, retries and metrics. ESME_RTHROTTLED also
 pauses the bind that got it (a bind-wide pause, doubling while the SMSC keeps
-throttling), rather than delaying messages one by one.
+throttling), rather than delaying messages one by one, and ESME_RTHROTTLED,
+ESME_RMSGQFUL or a rising response latency cut the bind's rate (engine.congestion:
+multiplicative decrease, additive increase back up to the configured TPS; the
+pool's control timer ticks every 100 ms).
 """
 
 from __future__ import annotations
@@ -41,8 +53,9 @@ from smsblast.client import (
     OutcomeKind,
     SubmitOutcome,
 )
+from smsblast.engine.congestion import RateController, RecentCount
 from smsblast.engine.jobs import WorkItem
-from smsblast.ratelimit import AsyncRateLimiter, LimiterClosed
+from smsblast.ratelimit import AsyncRateLimiter, LimiterClosed, RateLimiter
 from smsblast.smpp.constants import Status
 from smsblast.smpp.errors import LocalProtocolError
 from smsblast.smpp.pdu import DeliverSm
@@ -58,6 +71,8 @@ Armer = Callable[[list[WorkItem]], Awaitable[None]]  # marks the items' jobs IN_
 LIMITER_GUARD = 0.005
 THROTTLE_PAUSE_MIN = 0.05
 THROTTLE_PAUSE_MAX = 1.0
+CONTROL_TICK = 0.1  # the pool's timer: AIMD ticks and the 1-second accepted counts
+CONGESTION = frozenset((Status.RTHROTTLED, Status.RMSGQFUL))
 
 
 class BindWorker:
@@ -86,11 +101,16 @@ class BindWorker:
         self._task: asyncio.Task[None] | None = None
         self._pause_until = 0.0
         self._pause = THROTTLE_PAUSE_MIN
+        self.rate_control = RateController(tps)
+        self.accepted_1s = RecentCount(round(1 / CONTROL_TICK))
+        self._now = 0.0  # coarse time, set by the control tick: no clock read per response
         labels = (pool.name, self.name)
+        self._m_throttled = m.BIND_THROTTLED.labels(*labels)
+        self._m_target = m.TPS_TARGET.labels(*labels)
         self._m_submits = m.BIND_SUBMITS.labels(*labels)
         self._m_window = m.WINDOW_IN_USE.labels(*labels)
         m.TPS_CONFIGURED.labels(*labels).set(tps if self.sends else 0)
-        m.TPS_TARGET.labels(*labels).set(tps if self.sends else 0)
+        self._m_target.set(tps if self.sends else 0)
         m.WINDOW_SIZE.labels(*labels).set(config.window)
         m.BIND_UP.labels(*labels).set(0)
 
@@ -120,6 +140,22 @@ class BindWorker:
 
     def accepted(self) -> None:
         self._pause = max(THROTTLE_PAUSE_MIN, self._pause * 0.9)
+
+    def control_tick(self, now: float) -> None:
+        """Every CONTROL_TICK: age the accepted counts, probe the rate back up."""
+        self._now = now
+        self.accepted_1s.rotate()
+        if self.rate_control.tick(now):
+            self._apply_rate()
+
+    def _congested(self) -> None:
+        if self.rate_control.congested(self._now, self.accepted_1s.total):
+            self._apply_rate()
+
+    def _apply_rate(self) -> None:
+        rate = self.rate_control.rate
+        self.limiter.set_rate(rate)
+        self._m_target.set(rate)
 
     async def _pump(self) -> None:
         pool = self.pool
@@ -177,10 +213,17 @@ class BindWorker:
             self._m_window.set(len(conn.window))
 
     def _on_outcome(self, item: Any, outcome: SubmitOutcome) -> None:
-        if outcome.status == Status.RTHROTTLED:
-            self.throttled(asyncio.get_running_loop().time())
-        elif outcome.status == 0:
+        status = outcome.status
+        if status == 0:
             self.accepted()
+            self.accepted_1s.add()
+            if self.rate_control.latency(self._now, outcome.latency, self.accepted_1s.total):
+                self._apply_rate()
+        elif status in CONGESTION:
+            self._m_throttled.inc()
+            if status == Status.RTHROTTLED:
+                self.throttled(asyncio.get_running_loop().time())
+            self._congested()
         self.pool.on_outcome(self, item, outcome)
 
     async def close(self, drain_timeout: float) -> None:
@@ -192,50 +235,171 @@ class BindWorker:
         await self.bind.close(drain_timeout=drain_timeout)
 
 
+class Lane:
+    """One campaign's parts waiting on one route, with its gate, pacer and weight."""
+
+    __slots__ = ("open", "pacer", "queue", "run", "weight")
+
+    def __init__(self, run: object, weight: float) -> None:
+        self.run = run
+        self.weight = weight
+        self.queue: deque[WorkItem] = deque()  # claimed, not yet armed
+        self.open = True  # False: paused, cancelled, quiet hours, not started
+        self.pacer: RateLimiter | None = None  # None: as fast as the binds allow
+
+
+def share_out(n: int, lanes: list[tuple[Lane, int]]) -> list[int]:
+    """Split ``n`` parts among lanes that may each give up to their allowance, by weight.
+
+    Weighted fair share with redistribution: a lane that cannot use its share
+    (small queue, pacer) leaves the rest to the others. Pure; returns one count
+    per lane, in order, summing to min(n, sum of allowances).
+    """
+    got = [0] * len(lanes)
+    left = n
+    active = [i for i, (_, allow) in enumerate(lanes) if allow > 0]
+    while left > 0 and active:
+        total = sum(lanes[i][0].weight for i in active)
+        given = 0
+        for i in active:
+            lane, allow = lanes[i]
+            share = max(1, int(left * lane.weight / total))
+            take = min(share, allow - got[i], left - given)
+            got[i] += take
+            given += take
+            if given >= left:
+                break
+        left -= given
+        active = [i for i in active if got[i] < lanes[i][1]]
+        if given == 0:
+            break
+    return got
+
+
 class RoutePool:
     def __init__(self, name: str, queue_cap: int, on_outcome: OutcomeHandler, arm: Armer) -> None:
         self.name = name
-        self.queue: deque[WorkItem] = deque()  # claimed, not yet armed
+        self.lanes: dict[object, Lane] = {}
         self.armed: deque[WorkItem] = deque()  # IN_FLIGHT in the ledger, ready to write
-        self.queue_cap = queue_cap
+        self.queue_cap = queue_cap  # per lane
         self.on_outcome = on_outcome
         self._arm = arm
         self.workers: list[BindWorker] = []
         self.last_up: float | None = None
         self.started_at = 0.0
         self._work = asyncio.Event()  # armed work for the pumps
-        self._queued = asyncio.Event()  # queued work for the armer
-        self._armer: asyncio.Task[None] | None = None
+        self._queued = asyncio.Event()  # queued work (or an opened gate) for the armer
+        self._tasks: list[asyncio.Task[None]] = []
         self._m_queue = m.ROUTE_QUEUE.labels(name)
 
+    # ------------------------------------------------------------------ lanes
+    def lane(self, run: object, priority: int = 0) -> Lane:
+        found = self.lanes.get(run)
+        if found is None:
+            found = self.lanes[run] = Lane(run, float(2**priority))
+        return found
+
+    def set_gate(self, run: object, open_: bool) -> None:
+        """Open or close ``run``'s lane (closed: its parts wait; armed ones still go)."""
+        lane = self.lane(run)
+        if lane.open != open_:
+            lane.open = open_
+            if open_:
+                self._queued.set()
+
+    def set_pace(self, run: object, rate: float | None) -> None:
+        """Cap ``run``'s parts per second on this route (None: no cap of its own)."""
+        lane = self.lane(run)
+        if rate is None:
+            lane.pacer = None
+        elif lane.pacer is None:
+            now = asyncio.get_running_loop().time()
+            lane.pacer = RateLimiter(rate, now=now, guard=0.0)
+        else:
+            lane.pacer.set_rate(asyncio.get_running_loop().time(), rate)
+        self._queued.set()
+
+    @property
+    def capacity(self) -> float:
+        """Parts per second the route's sending binds that are up allow right now."""
+        return sum(w.limiter.rate for w in self.workers if w.sends and w.is_up)
+
+    @property
+    def configured_capacity(self) -> float:
+        return sum(w.tps for w in self.workers if w.sends)
+
+    # ------------------------------------------------------------------ arming
     @property
     def arm_target(self) -> int:
         """Armed parts that keep every sending bind busy: window + 100 ms of its rate."""
         return sum(w.config.window + int(w.limiter.rate * 0.1) + 1 for w in self.workers if w.sends)
 
+    def _pick(self, n: int, now: float) -> tuple[list[WorkItem], float | None]:
+        """Up to ``n`` parts from the open lanes, by pacer and weight; else how long to wait
+        (None: nothing is waiting in an open lane)."""
+        ready = [lane for lane in self.lanes.values() if lane.open and lane.queue]
+        if not ready:
+            return [], None
+        allowances = []
+        for lane in ready:
+            allow = len(lane.queue)
+            if lane.pacer is not None:
+                allow = min(allow, lane.pacer.allowance(now))
+            allowances.append((lane, allow))
+        counts = share_out(n, allowances)
+        batch: list[WorkItem] = []
+        for (lane, _), k in zip(allowances, counts, strict=True):
+            if k:
+                if lane.pacer is not None:
+                    lane.pacer.take(now, k)
+                queue = lane.queue
+                batch += [queue.popleft() for _ in range(k)]
+        if batch:
+            return batch, 0.0
+        wait = min(
+            (lane.pacer.next_time(now) - now for lane in ready if lane.pacer is not None),
+            default=0.05,
+        )
+        return [], min(max(wait, 0.002), 0.05)
+
     async def _arm_loop(self) -> None:
+        loop = asyncio.get_running_loop()
         while True:
-            target = self.arm_target
-            if not self.queue or len(self.armed) >= target // 2:
-                self._queued.clear()
-                if not self.queue:
-                    await self._queued.wait()
-                else:
-                    await asyncio.sleep(0.002)
+            self._queued.clear()
+            if not any(lane.open and lane.queue for lane in self.lanes.values()):
+                await self._queued.wait()
                 continue
-            n = min(len(self.queue), max(target - len(self.armed), 1), 5000)
-            batch = [self.queue.popleft() for _ in range(n)]
+            target = self.arm_target
+            if len(self.armed) >= max(1, target // 2):
+                await asyncio.sleep(0.002)
+                continue
+            n = min(max(target - len(self.armed), 1), 5000)
+            batch, wait = self._pick(n, loop.time())
+            if not batch:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._queued.wait(), wait or 0.05)
+                continue
             try:
                 await self._arm(batch)
             except Exception:
                 log.exception("%s: could not mark recipients in flight; retrying", self.name)
-                self.queue.extendleft(reversed(batch))
+                for item in reversed(batch):
+                    self.lane(item.job.run).queue.appendleft(item)
                 await asyncio.sleep(0.5)
                 continue
             self.armed.extend(batch)
-            self._m_queue.set(len(self.queue) + len(self.armed))
+            self._m_queue.set(self.backlog)
             if not self._work.is_set():
                 self._work.set()
+
+    async def _control_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        senders = [w for w in self.workers if w.sends]
+        while True:
+            await asyncio.sleep(CONTROL_TICK)
+            now = loop.time()
+            for worker in senders:
+                worker.control_tick(now)
 
     def add_worker(self, worker: BindWorker) -> None:
         self.workers.append(worker)
@@ -243,7 +407,10 @@ class RoutePool:
     def start(self) -> None:
         loop = asyncio.get_running_loop()
         self.started_at = loop.time()
-        self._armer = loop.create_task(self._arm_loop(), name=f"arm {self.name}")
+        self._tasks = [
+            loop.create_task(self._arm_loop(), name=f"arm {self.name}"),
+            loop.create_task(self._control_loop(), name=f"rate control {self.name}"),
+        ]
         for worker in self.workers:
             worker.start()
 
@@ -259,11 +426,16 @@ class RoutePool:
 
     @property
     def backlog(self) -> int:
-        return len(self.queue) + len(self.armed)
+        return sum(len(lane.queue) for lane in self.lanes.values()) + len(self.armed)
+
+    def lane_backlog(self, run: object) -> int:
+        """``run``'s parts queued here (armed parts of every campaign included: they go first)."""
+        lane = self.lanes.get(run)
+        return (len(lane.queue) if lane is not None else 0) + len(self.armed)
 
     def enqueue(self, item: WorkItem) -> None:
         """A freshly claimed part: it is armed (marked IN_FLIGHT) before any write."""
-        self.queue.append(item)
+        self.lane(item.job.run).queue.append(item)
         if not self._queued.is_set():
             self._queued.set()
 
@@ -274,16 +446,19 @@ class RoutePool:
             self._work.set()
 
     def note_sent(self, _n: int) -> None:
-        self._m_queue.set(len(self.queue) + len(self.armed))
+        self._m_queue.set(self.backlog)
 
     def evict(self, run: object) -> list[WorkItem]:
-        """Take ``run``'s unwritten parts out of both queues (the route is down)."""
+        """Take ``run``'s unwritten parts out of the queues (route down, stop, cancel)."""
         evicted: list[WorkItem] = []
-        for queue in (self.queue, self.armed):
-            keep = [item for item in queue if item.job.run is not run]
-            evicted += [item for item in queue if item.job.run is run]
-            queue.clear()
-            queue.extend(keep)
+        lane = self.lanes.get(run)
+        if lane is not None:
+            evicted += lane.queue
+            lane.queue.clear()
+        keep = [item for item in self.armed if item.job.run is not run]
+        evicted += [item for item in self.armed if item.job.run is run]
+        self.armed.clear()
+        self.armed.extend(keep)
         self._m_queue.set(self.backlog)
         return evicted
 
@@ -294,8 +469,9 @@ class RoutePool:
         await self._work.wait()
 
     async def close(self, drain_timeout: float) -> None:
-        if self._armer is not None:
-            self._armer.cancel()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
-                await self._armer
+                await task
         await asyncio.gather(*(w.close(drain_timeout) for w in self.workers))
