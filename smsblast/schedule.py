@@ -14,7 +14,8 @@ nine or eleven hours long on the nights the clocks change, not ten.
 * :class:`QuietHours` answers "may I send now?" (:meth:`~QuietHours.is_quiet`), "when does
   that change?" (:meth:`~QuietHours.next_change`), "how much sending time is there between
   now and the deadline?" (:meth:`~QuietHours.sending_seconds`) and "when will N seconds of
-  sending be done?" (:meth:`~QuietHours.finish_after`). The daily ranges are turned into
+  sending be done?" (:meth:`~QuietHours.finish_after`); :func:`wait_until_sendable` sleeps
+  through them on a clock. The daily ranges are turned into
   epoch intervals one local day at a time, so a span of weeks costs a few hundred datetime
   operations, never a walk second by second.
 * :func:`waves` expands a campaign's ``repeat`` into :class:`Wave` runs named
@@ -54,6 +55,7 @@ __all__ = [
     "parse_quiet_range",
     "projected_finish",
     "target_rate",
+    "wait_until_sendable",
     "wave_for",
     "waves",
 ]
@@ -312,6 +314,16 @@ class QuietHours:
                 needed -= available
             cursor = max(cursor, quiet_end)
         return cursor + needed  # no quiet hours at all
+
+
+async def wait_until_sendable(clock: Clock, quiet: QuietHours) -> float:
+    """Sleep on ``clock`` until ``quiet`` allows sending; returns the time it does (at once
+    outside quiet hours)."""
+    now = clock.now()
+    while quiet.is_quiet(now):
+        await clock.sleep_until(quiet.next_change(now))
+        now = clock.now()
+    return now
 
 
 # --- waves ---------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ from smsblast.schedule import (
     parse_quiet_range,
     projected_finish,
     target_rate,
+    wait_until_sendable,
     wave_for,
     waves,
 )
@@ -216,6 +217,40 @@ def test_finish_after_inverts_sending_seconds() -> None:
         finish = quiet.finish_after(start, needed)
         assert quiet.sending_seconds(start, finish) == pytest.approx(needed)
         assert not quiet.is_quiet(finish - 0.5)
+
+
+async def test_a_sender_sleeps_through_quiet_hours_on_a_manual_clock() -> None:
+    """The engine's pattern: send only outside quiet hours, the backlog resumes after."""
+    quiet = QuietHours(["21:00-07:00"], "Asia/Jakarta")
+    clock = ManualClock(at("2024-02-05T20:59:58"))
+    sent: list[float] = []
+
+    async def sender(backlog: int) -> None:
+        for _ in range(backlog):
+            now = await wait_until_sendable(clock, quiet)
+            sent.append(now)
+            await clock.sleep_until(now + 1)  # one message per second
+
+    async def settle() -> None:
+        for _ in range(5):
+            await asyncio.sleep(0)
+
+    task = asyncio.create_task(sender(4))
+    await settle()
+    clock.advance(1)
+    await settle()
+    clock.advance(1)  # 21:00: quiet
+    await settle()
+    clock.set(at("2024-02-06T03:00"))
+    await settle()
+    assert sent == [at("2024-02-05T20:59:58"), at("2024-02-05T20:59:59")]  # none at night
+    clock.set(at("2024-02-06T07:00"))
+    for _ in range(3):
+        await settle()
+        clock.advance(1)
+    await asyncio.wait_for(task, 1)
+    assert sent[2:] == [at("2024-02-06T07:00"), at("2024-02-06T07:00:01")]
+    assert not any(quiet.is_quiet(t) for t in sent)
 
 
 # --- waves ---------------------------------------------------------------------------------
