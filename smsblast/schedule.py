@@ -210,8 +210,10 @@ class QuietHours:
     """Daily local time ranges in which nothing is sent, in one time zone.
 
     ``QuietHours(["21:00-07:00"], "Asia/Jakarta")``; no ranges means never quiet. Ranges may
-    overlap and may wrap past midnight. Local times that do not exist on a DST change day
-    are read with the offset before the change (an hour later in wall-clock terms).
+    overlap and may wrap past midnight. An instant is quiet when the local wall clock reads
+    a time inside a range; on DST change days a range bound the clock skips starts or ends
+    at the change, and a bound the clock reads twice keeps the range quiet until the second
+    time (see :meth:`_instant`).
 
     Raises:
         ValueError: a range is malformed, the zone is unknown, or the ranges cover the
@@ -231,11 +233,6 @@ class QuietHours:
         if self._daily == ((0, _DAY_MINUTES),):
             raise ValueError("the quiet hours cover the whole day: nothing could be sent")
 
-    @classmethod
-    def for_campaign(cls, campaign: Campaign) -> QuietHours:
-        """The campaign's ``quiet_hours`` in its ``timezone``."""
-        return cls(campaign.quiet_hours, campaign.timezone)
-
     def __bool__(self) -> bool:
         """False when there are no quiet hours at all."""
         return bool(self._daily)
@@ -244,14 +241,32 @@ class QuietHours:
         shown = [f"{s // 60:02d}:{s % 60:02d}-{e // 60:02d}:{e % 60:02d}" for s, e in self.ranges]
         return f"QuietHours({shown!r}, {self.tz.key!r})"
 
+    def _instant(self, day: date, minutes: int, *, last: bool) -> float:
+        """Epoch seconds at which the wall clock of ``day`` reads ``minutes`` after midnight.
+
+        A wall time skipped by a DST change (02:30 when 02:00 jumps to 03:00) maps to the
+        change itself, the first instant the clock reads later; a wall time that occurs
+        twice (clocks going back) maps to its first occurrence, or to its last with
+        ``last`` (so a quiet range covers every instant the clock reads inside it).
+        """
+        wall = datetime.combine(day, dtime()) + timedelta(minutes=minutes)
+        first = wall.replace(tzinfo=self.tz).timestamp()  # fold=0
+        if datetime.fromtimestamp(first, self.tz).replace(tzinfo=None) == wall:
+            return wall.replace(tzinfo=self.tz, fold=1).timestamp() if last else first
+        # Skipped: fold=1 gives an instant before the change, fold=0 one after it; find
+        # the change, the first whole second whose wall time is not before ``wall``.
+        low, high = math.floor(wall.replace(tzinfo=self.tz, fold=1).timestamp()), int(first)
+        while high - low > 1:
+            middle = (low + high) // 2
+            if datetime.fromtimestamp(middle, self.tz).replace(tzinfo=None) >= wall:
+                high = middle
+            else:
+                low = middle
+        return float(high)
+
     def _day_intervals(self, day: date) -> Iterator[tuple[float, float]]:
-        midnight = datetime.combine(day, dtime(), tzinfo=self.tz)
         for start, end in self._daily:
-            # aware datetime + timedelta is wall-clock arithmetic; .timestamp() resolves DST
-            yield (
-                (midnight + timedelta(minutes=start)).timestamp(),
-                (midnight + timedelta(minutes=end)).timestamp(),
-            )
+            yield self._instant(day, start, last=False), self._instant(day, end, last=True)
 
     def intervals(self, t: float) -> Iterator[tuple[float, float]]:
         """Quiet intervals ``[start, end)`` in epoch seconds that end after ``t``, in order,

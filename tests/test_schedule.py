@@ -9,6 +9,8 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
 from smsblast.config import Campaign, CampaignsFile
 from smsblast.schedule import (
@@ -189,11 +191,60 @@ def test_sending_seconds_across_dst_in_berlin() -> None:
     assert quiet.sending_seconds(start, end) == 14 * HOUR
 
 
-def test_quiet_range_in_the_dst_gap_starts_at_the_first_real_time() -> None:
+def test_quiet_range_bound_in_the_dst_gap_is_the_change_itself() -> None:
     quiet = QuietHours(["02:30-04:00"], "Europe/Berlin")  # 02:30 does not exist on 03-31
     day = datetime(2024, 3, 31, tzinfo=BERLIN).timestamp()
-    assert quiet.next_change(day) == at("2024-03-31T03:30", BERLIN)
-    assert quiet.sending_seconds(day, day + 23 * HOUR) == 23 * HOUR - 0.5 * HOUR
+    change = datetime(2024, 3, 31, 1, tzinfo=ZoneInfo("UTC")).timestamp()  # 02:00 -> 03:00
+    assert quiet.next_change(day) == change
+    assert not quiet.is_quiet(change - 1)
+    assert quiet.is_quiet(change)  # the clock reads 03:00, inside 02:30-04:00
+    assert quiet.sending_seconds(day, day + 23 * HOUR) == 22 * HOUR
+
+
+def test_quiet_range_ending_in_the_repeated_hour_lasts_until_its_second_time() -> None:
+    quiet = QuietHours(["21:00-02:30"], "Europe/Berlin")  # 02:00-03:00 happens twice
+    start = at("2024-10-26T21:00", BERLIN)
+    end = datetime(2024, 10, 27, 1, 30, tzinfo=ZoneInfo("UTC")).timestamp()  # 02:30 CET
+    assert quiet.next_change(start) == end
+    assert end - start == 6.5 * HOUR
+
+
+def wall_quiet(t: float, tz: ZoneInfo, ranges: list[tuple[int, int]]) -> bool:
+    local = datetime.fromtimestamp(t, tz)
+    minute = local.hour * 60 + local.minute
+    return any((s <= minute < e) if s < e else (minute >= s or minute < e) for s, e in ranges)
+
+
+minutes = st.integers(0, 23).flatmap(lambda h: st.sampled_from([h * 60, h * 60 + 15, h * 60 + 45]))
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    bounds=st.lists(st.tuples(minutes, minutes), min_size=1, max_size=3),
+    zone=st.sampled_from(["Asia/Jakarta", "Europe/Berlin", "America/New_York"]),
+    start_day=st.sampled_from(["2024-03-08", "2024-03-29", "2024-10-25", "2024-11-01"]),
+    offset=st.integers(0, 24 * 60 - 1),
+)
+def test_quiet_hours_agree_with_the_wall_clock_minute_by_minute(
+    bounds: list[tuple[int, int]], zone: str, start_day: str, offset: int
+) -> None:
+    """Brute force over four days around DST changes: sending seconds are the minutes whose
+    wall clock reads outside every range. Bounds in the hour a fall-back night repeats are
+    left out there: a range then covers more than the wall clock reads, on purpose."""
+    ranges = [(s, e) for s, e in bounds if s != e]
+    tz = ZoneInfo(zone)
+    fall_back = start_day in ("2024-10-25", "2024-11-01")
+    assume(ranges and not (fall_back and any(60 <= b < 180 for r in ranges for b in r)))
+    try:
+        quiet = QuietHours(ranges, tz)
+    except ValueError:
+        return  # the whole day
+    start = datetime.fromisoformat(start_day).replace(tzinfo=tz).timestamp() + offset * 60
+    end = start + 4 * DAY
+    expected = sum(60 for t in range(int(start), int(end), 60) if not wall_quiet(t, tz, ranges))
+    assert quiet.sending_seconds(start, end) == expected
+    finish = quiet.finish_after(start, expected / 2)
+    assert quiet.sending_seconds(start, finish) == pytest.approx(expected / 2)
 
 
 def test_finish_after_skips_several_quiet_nights() -> None:
