@@ -367,9 +367,17 @@ class Wave:
 
     @property
     def dead_letter_topic(self) -> str:
-        """``<campaign>.rejected``: shared by every wave ('@' is not allowed in Kafka topic
-        names); the records carry the wave's name in their headers if the engine adds it."""
+        """``<campaign>.rejected``: one dead-letter topic for every wave, since '@' is not
+        allowed in Kafka topic names (a record header can tell the waves apart)."""
         return f"{self.campaign}.rejected"
+
+
+def _wave_label(every: timedelta) -> str:
+    """strftime format of a wave's name: the date, plus the time when waves can share one."""
+    seconds = int(every.total_seconds())
+    if seconds % 86_400 == 0:
+        return "%Y-%m-%d"
+    return "%Y-%m-%dT%H%M" if seconds % 60 == 0 else "%Y-%m-%dT%H%M%S"
 
 
 def waves(campaign: Campaign) -> list[Wave]:
@@ -399,14 +407,7 @@ def waves(campaign: Campaign) -> list[Wave]:
     tz = load_timezone(campaign.timezone)
     local_start = start_at.astimezone(tz)
     local_deadline = None if deadline is None else deadline.astimezone(tz)
-    seconds = int(repeat.every.total_seconds())
-    label = (
-        "%Y-%m-%d"
-        if seconds % 86_400 == 0
-        else "%Y-%m-%dT%H%M"
-        if seconds % 60 == 0
-        else ("%Y-%m-%dT%H%M%S")
-    )
+    label = _wave_label(repeat.every)
     result: list[Wave] = []
     for index in itertools.count():
         shift = repeat.every * index
