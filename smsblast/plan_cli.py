@@ -2,8 +2,8 @@
 
 Counts every campaign's recipients per route exactly, by streaming its segment topics up to
 their current ends (no consumer group: nothing is committed, the engine's position is not
-touched), then projects each route at its granted capacity with quiet hours skipped (see
-:mod:`smsblast.plan`).
+touched), then projects each route at its granted capacity with quiet hours skipped.
+Details: docs/scheduling.md.
 
 Exit status: 0 every campaign is on time (or has no deadline), 1 at least one route of one
 campaign is late, 2 configuration error or the segments could not be read.
