@@ -32,7 +32,7 @@ import os
 import re
 import ssl
 from collections.abc import Hashable, Iterable, Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Final, Literal, TypeVar
 
@@ -53,6 +53,14 @@ from pydantic import (
 from smsblast.client.config import BindConfig, BindMode
 from smsblast.msisdn import InvalidMsisdn, normalize_msisdn
 from smsblast.render import OnMissing, Template, compile_template
+from smsblast.schedule import (
+    DEFAULT_TIMEZONE,
+    MAX_WAVES,
+    Pace,
+    QuietHours,
+    load_timezone,
+    parse_quiet_range,
+)
 from smsblast.smpp.receipt import IdFormat
 from smsblast.smpp.text import ConcatMode, EncodingPolicy, TextEncodingError, count_parts
 
@@ -68,8 +76,10 @@ __all__ = [
     "LedgerConfig",
     "MetricsConfig",
     "OptOutConfig",
+    "Repeat",
     "RouteConfig",
     "SmscConfig",
+    "check_campaign_routes",
     "format_duration",
     "load_campaigns",
     "load_engine_config",
@@ -663,6 +673,60 @@ def _check_sender(sender: str) -> str:
 Sender = Annotated[str, _quoted_digits("a numeric sender"), AfterValidator(_check_sender)]
 
 
+def _check_quiet_range(text: str) -> str:
+    parse_quiet_range(text)
+    return text
+
+
+QuietRange = Annotated[str, AfterValidator(_check_quiet_range)]
+"""A daily quiet range of local times, ``"21:00-07:00"`` (may wrap past midnight)."""
+
+
+def _check_share(value: object) -> object:
+    """``max_share``: a fraction in (0, 1], or a mapping of route name to such a fraction."""
+
+    def fraction(share: object, where: str) -> float:
+        if isinstance(share, bool) or not isinstance(share, int | float):
+            raise ValueError(f"{where}{share!r} is not a number in (0, 1]")
+        if not 0 < share <= 1:
+            raise ValueError(f"{where}{share!r} is not in (0, 1] (a fraction of the route's TPS)")
+        return float(share)
+
+    if isinstance(value, dict):
+        if not value:
+            raise ValueError("an empty mapping: give a fraction or route: fraction pairs")
+        return {str(route): fraction(share, f"route {route}: ") for route, share in value.items()}
+    return fraction(value, "")
+
+
+Share = Annotated[float | dict[str, float], BeforeValidator(_check_share)]
+
+
+def _aware(value: datetime, info: ValidationInfo) -> datetime:
+    """A naive datetime read in the campaign's ``timezone`` (UTC when that key is bad: it
+    has its own error)."""
+    if value.tzinfo is not None:
+        return value
+    name = info.data.get("timezone")
+    return value.replace(tzinfo=load_timezone(name) if name else UTC)
+
+
+class Repeat(_Model):
+    """``repeat: {every: 7d, until: 2024-02-10T09:00}``: a wave every ``every`` from
+    ``start_at`` while the wave starts no later than ``until`` (see
+    :func:`smsblast.schedule.waves`)."""
+
+    every: Duration
+    until: datetime
+
+    @field_validator("every")
+    @classmethod
+    def _positive(cls, every: timedelta) -> timedelta:
+        if every <= timedelta(0):
+            raise ValueError("every must be more than 0s")
+        return every
+
+
 class Campaign(_Model):
     """One campaign of ``campaigns.yaml``.
 
@@ -685,6 +749,14 @@ class Campaign(_Model):
     on_unknown: Literal["skip", "resubmit"] = "skip"
     on_missing_field: OnMissing = "reject"
     receipt_wait: Duration = timedelta(minutes=10)
+    # schedule (docs/scheduling.md); the order matters: validators read the earlier keys
+    timezone: str = DEFAULT_TIMEZONE
+    start_at: datetime | None = None
+    deadline: datetime | None = None
+    quiet_hours: list[QuietRange] = Field(default_factory=list)
+    pace: Pace = "asap"
+    max_share: Share = 1.0
+    repeat: Repeat | None = None
 
     _compiled: Template = PrivateAttr()
 
@@ -728,6 +800,69 @@ class Campaign(_Model):
             raise ValueError(f"validity must be more than 0s and at most {_MAX_VALIDITY.days}d")
         return validity
 
+    @field_validator("timezone")
+    @classmethod
+    def _check_timezone(cls, name: str) -> str:
+        load_timezone(name)
+        return name
+
+    @field_validator("start_at")
+    @classmethod
+    def _check_start_at(cls, start_at: datetime | None, info: ValidationInfo) -> datetime | None:
+        return None if start_at is None else _aware(start_at, info)
+
+    @field_validator("deadline")
+    @classmethod
+    def _check_deadline(cls, deadline: datetime | None, info: ValidationInfo) -> datetime | None:
+        if deadline is None:
+            return None
+        deadline = _aware(deadline, info)
+        start_at = info.data.get("start_at")
+        if start_at is not None and deadline <= start_at:
+            raise ValueError(
+                f"deadline {deadline.isoformat()} is not after start_at {start_at.isoformat()}"
+            )
+        return deadline
+
+    @field_validator("quiet_hours")
+    @classmethod
+    def _check_quiet_hours(cls, ranges: list[str]) -> list[str]:
+        QuietHours(ranges)  # refuses ranges that cover the whole day
+        return ranges
+
+    @field_validator("pace")
+    @classmethod
+    def _check_pace(cls, pace: str, info: ValidationInfo) -> str:
+        if pace == "even" and "deadline" in info.data and info.data["deadline"] is None:
+            raise ValueError("pace even spreads the sending up to the deadline: set a deadline")
+        return pace
+
+    @field_validator("repeat")
+    @classmethod
+    def _check_repeat(cls, repeat: Repeat | None, info: ValidationInfo) -> Repeat | None:
+        if repeat is None:
+            return None
+        if "start_at" not in info.data or "deadline" not in info.data:
+            return repeat  # those keys have errors of their own
+        start_at: datetime | None = info.data["start_at"]
+        deadline: datetime | None = info.data["deadline"]
+        if start_at is None:
+            raise ValueError("repeat needs start_at (the first wave's start)")
+        until = _aware(repeat.until, info)
+        if until < start_at:
+            raise ValueError(f"until {until.isoformat()} is before start_at {start_at.isoformat()}")
+        if deadline is not None and deadline - start_at > repeat.every:
+            raise ValueError(
+                f"each wave lasts {format_duration(deadline - start_at)} (start_at to deadline) "
+                f"but a new one starts every {format_duration(repeat.every)}: waves would overlap"
+            )
+        if (until - start_at) // repeat.every >= MAX_WAVES:
+            raise ValueError(
+                f"every {format_duration(repeat.every)} until {until.isoformat()} makes more "
+                f"than {MAX_WAVES} waves"
+            )
+        return repeat.model_copy(update={"until": until})
+
     @model_validator(mode="after")
     def _compile(self) -> Campaign:
         self._compiled = compile_template(self.template)
@@ -746,6 +881,17 @@ class Campaign(_Model):
         """The compiled :attr:`template`."""
         return self._compiled
 
+    def quiet(self) -> QuietHours:
+        """:attr:`quiet_hours` in :attr:`timezone`, as a :class:`~smsblast.schedule.QuietHours`."""
+        return QuietHours(self.quiet_hours, self.timezone)
+
+    def share_for(self, route: str) -> float:
+        """The fraction of ``route``'s TPS this campaign may use (``max_share``; a route
+        missing from a ``max_share`` mapping gets 1.0)."""
+        if isinstance(self.max_share, dict):
+            return self.max_share.get(route, 1.0)
+        return self.max_share
+
     def validity_period(self) -> str:
         """``validity`` in the SMPP relative time format ``YYMMDDhhmmss000R``, or ``""``
         (the SMSC's default) when unset. ``24h`` -> ``"000001000000000R"``, ``90m`` ->
@@ -763,6 +909,15 @@ class CampaignsFile(_Model):
     """``campaigns.yaml``: at least one campaign, names unique."""
 
     campaigns: list[Campaign] = Field(min_length=1)
+
+    _source: str | None = PrivateAttr(default=None)
+
+    @model_validator(mode="after")
+    def _remember_source(self, info: ValidationInfo) -> CampaignsFile:
+        if isinstance(info.context, dict):
+            source = info.context.get("source")
+            self._source = None if source is None else str(source)
+        return self
 
     @field_validator("campaigns")
     @classmethod
@@ -792,6 +947,34 @@ class CampaignsFile(_Model):
         return [campaign.name for campaign in self.campaigns]
 
 
+def check_campaign_routes(config: EngineConfig, campaigns: CampaignsFile) -> None:
+    """Check the campaigns against the engine's routes: every route named in a
+    ``max_share`` mapping must exist.
+
+    Raises:
+        ConfigError: one line per unknown route, at ``campaigns.<i>.max_share.<route>`` of
+            the campaigns file.
+    """
+    problems: list[tuple[str, str]] = []
+    known = list(config.routes)
+    for index, campaign in enumerate(campaigns.campaigns):
+        if not isinstance(campaign.max_share, dict):
+            continue
+        for route in campaign.max_share:
+            if route not in config.routes:
+                close = difflib.get_close_matches(route, known, n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                problems.append(
+                    (
+                        f"campaigns.{index}.max_share.{route}",
+                        f"no route {route!r} in the engine config (routes: "
+                        f"{', '.join(known)}){hint}",
+                    )
+                )
+    if problems:
+        raise ConfigError(campaigns._source, problems)
+
+
 # --- loading -------------------------------------------------------------------------------
 
 _MODELS: Final[tuple[type[BaseModel], ...]] = (
@@ -804,6 +987,7 @@ _MODELS: Final[tuple[type[BaseModel], ...]] = (
     SmscConfig,
     CampaignsFile,
     Campaign,
+    Repeat,
 )
 _KNOWN_KEYS: Final = sorted({key for model in _MODELS for key in model.model_fields})
 _KEY_HINTS: Final = {
