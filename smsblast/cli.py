@@ -7,6 +7,7 @@ import logging
 import sys
 
 from smsblast import __version__, demo, segments, send
+from smsblast.admin import ctl
 from smsblast.engine import cli as engine_cli
 from smsblast.simulator import cli as simulator_cli
 
@@ -32,6 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_parser(sub)
     engine_cli.add_parsers(sub)
     segments.add_parser(sub)
+    ctl.add_parser(sub)
     return parser
 
 

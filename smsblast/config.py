@@ -76,6 +76,7 @@ __all__ = [
     "load_campaigns",
     "load_engine_config",
     "parse_duration",
+    "read_secret_file",
     "sender_ton_npi",
 ]
 
@@ -234,7 +235,7 @@ def _read_env_secret(variable: str, location: str, what: str) -> str:
     return value
 
 
-def _read_file_secret(path: str, location: str, what: str) -> str:
+def read_secret_file(path: str, location: str, what: str) -> str:
     """The secret in file ``path``, its trailing newline dropped (other whitespace is kept).
 
     Raises:
@@ -418,7 +419,7 @@ class AdminConfig(_Model):
         if self.token_env is not None:
             return _read_env_secret(self.token_env, "admin.token_env", "admin API token")
         if self.token_file is not None:
-            return _read_file_secret(self.token_file, "admin.token_file", "admin API token")
+            return read_secret_file(self.token_file, "admin.token_file", "admin API token")
         raise ConfigError(None, [("admin", "no token_env or token_file is configured")])
 
 
@@ -526,7 +527,7 @@ class SmscConfig(_Model):
                 self.password_env, "password_env", f"password of SMSC {self.label}"
             )
         assert self.password_file is not None  # guaranteed by validation
-        return _read_file_secret(
+        return read_secret_file(
             self.password_file, "password_file", f"password of SMSC {self.label}"
         )
 

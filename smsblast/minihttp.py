@@ -10,8 +10,8 @@ only code that touches a socket. It reads the request head (bounded by ``max_hea
 short wait), a body only when ``Content-Length`` announces one of at most ``max_body`` bytes,
 hands a :class:`Request` to the caller's handler and writes back its :class:`Response`.
 
-A malformed request gets a 4xx answer (JSON, ``{"error": ...}``) without reaching the handler; a handler that raises gets
-a 500 (logged); nothing a client sends can stop the server.
+A malformed request gets a 4xx answer (JSON, ``{"error": ...}``) without reaching the handler;
+a handler that raises gets a 500 (logged); nothing a client sends can stop the server.
 """
 
 from __future__ import annotations
@@ -90,8 +90,9 @@ def text_response(status: int, text: str, headers: Mapping[str, str] | None = No
 
 
 def json_response(status: int, data: Any, headers: Mapping[str, str] | None = None) -> Response:
-    """An ``application/json`` response (indented, newline-terminated)."""
-    body = json.dumps(data, indent=2, sort_keys=True).encode() + b"\n"
+    """An ``application/json`` response (indented, newline-terminated; values JSON cannot
+    represent are written as their ``str()``)."""
+    body = json.dumps(data, indent=2, sort_keys=True, default=str).encode() + b"\n"
     return Response(status, body, "application/json", headers or {})
 
 
