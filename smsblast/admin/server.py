@@ -138,8 +138,11 @@ async def handle(controller: Controller, token: bytes, request: Request) -> Resp
     return json_response(200, {"campaign": name, "control": control})
 
 
-async def start_admin(controller: Controller, token: str, host: str, port: int) -> asyncio.Server:
-    """Serve the admin API on ``host:port`` (port 0: a free one).
+async def start_admin(
+    controller: Controller, token: str, host: str, port: int, *, timeout: float = 10.0
+) -> asyncio.Server:
+    """Serve the admin API on ``host:port`` (port 0: a free one). A client has ``timeout``
+    seconds to send its request and to read the answer.
 
     Raises:
         ValueError: ``token`` is empty.
@@ -152,4 +155,4 @@ async def start_admin(controller: Controller, token: str, host: str, port: int) 
     async def handler(request: Request) -> Response:
         return await handle(controller, secret, request)
 
-    return await serve_http(handler, host, port)
+    return await serve_http(handler, host, port, timeout=timeout)
