@@ -215,6 +215,11 @@ def _quoted_digits(what: str) -> Any:
     return BeforeValidator(check)
 
 
+def _number_as_text(value: object) -> object:
+    """A before-validator: a YAML integer where text is meant (``62``, ``8081``) as text."""
+    return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -370,6 +375,18 @@ class MetricsConfig(_Model):
         return None if self.listen is None else _split_host_port(self.listen)
 
 
+def _admin_address(text: str) -> tuple[str, int]:
+    port = text.removeprefix(":")
+    if port.isdigit():
+        text = f"127.0.0.1:{port}"
+    return _split_host_port(text)
+
+
+def _admin_listen(listen: str) -> str:
+    _admin_address(listen)
+    return listen
+
+
 class AdminConfig(_Model):
     """The admin HTTP API (live control, health): off unless ``listen`` is set.
 
@@ -378,21 +395,11 @@ class AdminConfig(_Model):
     the file ``token_file`` (exactly one when ``listen`` is set); an inline token is refused.
     """
 
-    listen: str | None = None
+    listen: (
+        Annotated[str, BeforeValidator(_number_as_text), AfterValidator(_admin_listen)] | None
+    ) = None
     token_env: Annotated[str, Field(pattern=_ENV_NAME)] | None = None
     token_file: str | None = Field(default=None, min_length=1)
-
-    @field_validator("listen", mode="before")
-    @classmethod
-    def _port_number(cls, value: object) -> object:
-        return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
-
-    @field_validator("listen")
-    @classmethod
-    def _check_listen(cls, listen: str | None) -> str | None:
-        if listen is not None:
-            _admin_address(listen)
-        return listen
 
     @model_validator(mode="after")
     def _check_token(self) -> AdminConfig:
@@ -421,13 +428,6 @@ class AdminConfig(_Model):
         if self.token_file is not None:
             return read_secret_file(self.token_file, "admin.token_file", "admin API token")
         raise ConfigError(None, [("admin", "no token_env or token_file is configured")])
-
-
-def _admin_address(text: str) -> tuple[str, int]:
-    port = text.removeprefix(":")
-    if port.isdigit():
-        text = f"127.0.0.1:{port}"
-    return _split_host_port(text)
 
 
 def _split_host_port(text: str) -> tuple[str, int]:
@@ -626,7 +626,7 @@ class EngineConfig(_Model):
     @field_validator("country_code", mode="before")
     @classmethod
     def _country_code_text(cls, value: object) -> object:
-        return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+        return _number_as_text(value)
 
     @field_validator("country_code")
     @classmethod
