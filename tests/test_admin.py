@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import socket
 import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -22,7 +23,7 @@ from smsblast.admin.control import (
     next_control,
 )
 from smsblast.admin.ctl import base_url, format_table
-from smsblast.admin.server import BadPath, parse_route, start_admin
+from smsblast.admin.server import BadPath, parse_route, serve_admin, start_admin
 from smsblast.cli import main
 from smsblast.config import AdminConfig, ConfigError, EngineConfig, load_engine_config
 from smsblast.ledger import AsyncLedger, Control
@@ -482,6 +483,34 @@ def test_the_token_is_read_when_asked_and_must_not_be_empty(
         AdminConfig(listen="1", token_file=str(secret)).token()
     with pytest.raises(ConfigError, match=r"admin\.token_file.*cannot read"):
         AdminConfig(listen="1", token_file=str(tmp_path / "missing")).token()
+
+
+async def test_serve_admin_follows_the_config(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ledger = AsyncLedger(tmp_path / "l.sqlite")
+    controller = LedgerController(ledger, lambda *_: None, dict, ready=lambda: True)
+    try:
+        assert await serve_admin(AdminConfig(), controller) is None  # off by default
+        probe = socket.socket()
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+        probe.close()
+        config = AdminConfig(listen=str(port), token_env="TEST_ADMIN_TOKEN")
+        monkeypatch.delenv("TEST_ADMIN_TOKEN", raising=False)
+        with pytest.raises(ConfigError, match=r"admin\.token_env"):
+            await serve_admin(config, controller)
+        monkeypatch.setenv("TEST_ADMIN_TOKEN", "tok")
+        server = await serve_admin(config, controller)
+        assert server is not None
+        try:
+            assert (await raw(port, get("/healthz", "tok")))[0] == 200
+            assert (await raw(port, get("/healthz", TOKEN)))[0] == 401
+        finally:
+            server.close()
+            await server.wait_closed()
+    finally:
+        await ledger.close()
 
 
 def test_check_secrets_includes_the_admin_token(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -105,7 +105,9 @@ class LedgerController:
     """A :class:`Controller` over the engine's ledger.
 
     ``on_change(name, control)`` is called after the control is stored, on the event loop;
-    it must not block (the engine records the wish and acts on it in its own tasks).
+    it must not block (the engine records the wish and acts on it in its own tasks). If it
+    raises, the control stays stored (the engine applies it on its next start) and the API
+    answers 500.
     ``status()`` returns, per campaign name, what the engine reports about the campaigns it
     runs. ``ready()`` says whether the engine is ready (bound, consuming).
     """
@@ -150,7 +152,7 @@ class LedgerController:
                 raise UnknownCampaign(name)
             new = next_control(name, Control(info.control), control)
             await self._ledger.set_control(name, new.value)
-        self._on_change(name, new)
+            self._on_change(name, new)  # under the lock: the engine hears changes in order
         return new.value
 
     def ready(self) -> bool:

@@ -27,9 +27,18 @@ from typing import Final
 from urllib.parse import unquote
 
 from smsblast.admin.control import ACTIONS, ControlConflict, Controller, UnknownCampaign
+from smsblast.config import AdminConfig
 from smsblast.minihttp import Request, Response, json_response, serve_http
 
-__all__ = ["BadPath", "Route", "authorized", "handle", "parse_route", "start_admin"]
+__all__ = [
+    "BadPath",
+    "Route",
+    "authorized",
+    "handle",
+    "parse_route",
+    "serve_admin",
+    "start_admin",
+]
 
 _READ: Final = ("GET", "HEAD")
 _WRITE: Final = ("POST",)
@@ -156,3 +165,18 @@ async def start_admin(
         return await handle(controller, secret, request)
 
     return await serve_http(handler, host, port, timeout=timeout)
+
+
+async def serve_admin(config: AdminConfig, controller: Controller) -> asyncio.Server | None:
+    """Start the admin API as configured (``admin`` of the engine config), or return ``None``
+    when it is off (no ``listen``).
+
+    Raises:
+        ConfigError: the token cannot be read (unset or empty variable, unreadable or empty
+            file).
+        OSError: the address cannot be bound.
+    """
+    address = config.listen_address()
+    if address is None:
+        return None
+    return await start_admin(controller, config.token(), *address)
