@@ -7,8 +7,9 @@ One request per connection, then ``Connection: close``. The parsing and the resp
 are pure functions (:func:`parse_head`, :func:`encode_response`); :func:`serve_http` is the
 only code that touches a socket. It reads the request head (bounded by ``max_head`` bytes and
 ``timeout`` seconds, so a client sending huge headers or one byte a minute costs nothing but a
-short wait), a body only when ``Content-Length`` announces one of at most ``max_body`` bytes,
-hands a :class:`Request` to the caller's handler and writes back its :class:`Response`.
+short wait, and at most ``max_connections`` such clients at a time), a body only when
+``Content-Length`` announces one of at most ``max_body`` bytes, hands a :class:`Request` to
+the caller's handler and writes back its :class:`Response`.
 
 A malformed request gets a 4xx answer (JSON, ``{"error": ...}``) without reaching the handler;
 a handler that raises gets a 500 (logged); nothing a client sends can stop the server.
@@ -40,6 +41,8 @@ log = logging.getLogger(__name__)
 
 MAX_HEAD: Final = 16 * 1024
 MAX_BODY: Final = 64 * 1024
+MAX_CONNECTIONS: Final = 100
+LINGER_S: Final = 1.0
 TIMEOUT_S: Final = 10.0
 _MAX_HEADERS: Final = 100
 # Headers a request may carry once at most: two values would be ambiguous.
@@ -184,6 +187,20 @@ async def _read_request(
     return request
 
 
+async def _linger(reader: asyncio.StreamReader, budget: int, seconds: float) -> None:
+    """After the answer: read and drop what the client still sends (a body never read, the
+    rest of a refused request) until it hangs up, ``budget`` bytes or ``seconds`` pass.
+    Closing a socket with unread input resets the connection, and the client could lose the
+    answer."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    while budget > 0:
+        chunk = await asyncio.wait_for(reader.read(budget), max(0.0, deadline - loop.time()))
+        if not chunk:
+            return
+        budget -= len(chunk)
+
+
 async def serve_http(
     handler: Handler,
     host: str,
@@ -192,16 +209,24 @@ async def serve_http(
     max_head: int = MAX_HEAD,
     max_body: int = MAX_BODY,
     timeout: float = TIMEOUT_S,
+    max_connections: int = MAX_CONNECTIONS,
 ) -> asyncio.Server:
     """Serve ``handler`` on ``host:port`` (port 0: a free one), one request per connection.
 
     ``HEAD`` requests are passed to the handler as they are; the body of the answer is left
-    out. Returns the listening server (close it with ``close()`` and ``wait_closed()``).
+    out. Beyond ``max_connections`` open connections, a new one is answered 503 at once.
+    Returns the listening server (close it with ``close()`` and ``wait_closed()``).
     """
+    open_connections = 0
 
     async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal open_connections
+        open_connections += 1
         try:
-            parsed = await _read_request(reader, max_body, timeout)
+            if open_connections > max_connections:
+                parsed: Request | Response = json_response(503, {"error": "too many connections"})
+            else:
+                parsed = await _read_request(reader, max_body, timeout)
             head_only = False
             if isinstance(parsed, Request):
                 head_only = parsed.method == "HEAD"
@@ -214,11 +239,15 @@ async def serve_http(
                 response = parsed
             writer.write(encode_response(response, head_only=head_only))
             await asyncio.wait_for(writer.drain(), timeout)
+            if writer.can_write_eof():
+                writer.write_eof()
+            await _linger(reader, max_head + max_body, LINGER_S)
         except (asyncio.IncompleteReadError, TimeoutError, ConnectionError):
             pass  # the client went away or stopped reading
         except Exception:  # an endpoint must never take its process down
             log.exception("http: request failed")
         finally:
+            open_connections -= 1
             # no wait_closed(): a handler still waiting there when the loop shuts down
             # would be cancelled and logged as an error
             writer.close()

@@ -27,6 +27,7 @@ from smsblast.admin.server import BadPath, parse_route, serve_admin, start_admin
 from smsblast.cli import main
 from smsblast.config import AdminConfig, ConfigError, EngineConfig, load_engine_config
 from smsblast.ledger import AsyncLedger, Control
+from smsblast.minihttp import Request, Response, json_response, serve_http
 
 REPO = Path(__file__).resolve().parent.parent
 TOKEN = "s3cret-admin-token"
@@ -387,6 +388,31 @@ async def test_slow_clients_time_out_without_blocking_others(tmp_path: Path) -> 
         assert (await asyncio.wait_for(silent_reader.read(), 10)).startswith(b"HTTP/1.1 408 ")
         silent_writer.close()
         assert (await raw(api.port, get("/healthz")))[0] == 200
+
+
+async def test_connections_beyond_the_cap_are_turned_away_at_once() -> None:
+    entered, release = asyncio.Semaphore(0), asyncio.Event()
+
+    async def handler(request: Request) -> Response:
+        if request.path == "/held":
+            entered.release()
+            await release.wait()
+        return json_response(200, {"path": request.path})
+
+    server = await serve_http(handler, "127.0.0.1", 0, timeout=5, max_connections=2)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        held = [asyncio.create_task(raw(port, get("/held"))) for _ in range(2)]
+        for _ in held:
+            await asyncio.wait_for(entered.acquire(), 10)
+        status, _, body = await raw(port, get("/third"))
+        assert status == 503 and json.loads(body) == {"error": "too many connections"}
+        release.set()
+        assert [answer[0] for answer in await asyncio.gather(*held)] == [200, 200]
+        assert (await raw(port, get("/after")))[0] == 200
+    finally:
+        server.close()
+        await server.wait_closed()
 
 
 async def test_a_client_that_hangs_up_early_does_no_harm(admin: Admin) -> None:
