@@ -377,7 +377,7 @@ class MetricsConfig(_Model):
 
 def _admin_address(text: str) -> tuple[str, int]:
     port = text.removeprefix(":")
-    if port.isdigit():
+    if port.isascii() and port.isdigit():
         text = f"127.0.0.1:{port}"
     return _split_host_port(text)
 

@@ -160,7 +160,7 @@ def _body_length(request: Request, max_body: int) -> int:
     if "transfer-encoding" in request.headers:
         raise BadRequest("Transfer-Encoding is not supported: send Content-Length", 501)
     text = request.headers.get("content-length", "0")
-    if not text.isdigit() or len(text) > 12:
+    if not (text.isascii() and text.isdigit()) or len(text) > 12:
         raise BadRequest("malformed Content-Length")
     length = int(text)
     if length > max_body:

@@ -351,6 +351,7 @@ async def test_readiness_follows_the_engine_and_health_follows_the_process(
         (b"GET /healthz HTTP/1.1\r\n" + b"X: 1\r\n" * 200 + b"\r\n", 431),
         (b"POST /campaigns/x/pause HTTP/1.1\r\nContent-Length: 9999999\r\n\r\n", 413),
         (b"POST /campaigns/x/pause HTTP/1.1\r\nContent-Length: -1\r\n\r\n", 400),
+        (b"POST /campaigns/x/pause HTTP/1.1\r\nContent-Length: \xb2\r\n\r\n", 400),  # "²"
         (b"POST /campaigns/x/pause HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n", 501),
         (get("/campaigns/%ff%fe"), 400),
         (get("/campaigns//pause", method="POST"), 400),
