@@ -15,6 +15,8 @@ from typing import Any
 
 import pytest
 import yaml
+from hypothesis import given
+from hypothesis import strategies as st
 
 from smsblast.admin.control import (
     ControlConflict,
@@ -27,7 +29,14 @@ from smsblast.admin.server import BadPath, parse_route, serve_admin, start_admin
 from smsblast.cli import main
 from smsblast.config import AdminConfig, ConfigError, EngineConfig, load_engine_config
 from smsblast.ledger import AsyncLedger, Control
-from smsblast.minihttp import Request, Response, json_response, serve_http
+from smsblast.minihttp import (
+    BadRequest,
+    Request,
+    Response,
+    json_response,
+    parse_head,
+    serve_http,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 TOKEN = "s3cret-admin-token"
@@ -425,6 +434,25 @@ async def test_a_client_that_hangs_up_early_does_no_harm(admin: Admin) -> None:
 
 
 # --- pure pieces ---------------------------------------------------------------------------
+
+
+@given(st.binary(max_size=400))
+def test_any_bytes_parse_as_a_request_or_a_bad_request(data: bytes) -> None:
+    try:
+        request = parse_head(data + b"\r\n\r\n")
+    except BadRequest as exc:
+        assert exc.status in (400, 431, 501)
+    else:
+        assert request.target.startswith("/")
+
+
+@given(st.text(max_size=300))
+def test_any_path_routes_somewhere_or_is_a_bad_path(path: str) -> None:
+    try:
+        route = parse_route("/campaigns/" + path)
+    except BadPath:
+        return
+    assert route is None or route.campaign is not None or route.endpoint == "list"
 
 
 def test_transitions() -> None:
