@@ -7,6 +7,7 @@ import logging
 import sys
 
 from smsblast import __version__, demo, plan_cli, segments, send
+from smsblast.admin import ctl
 from smsblast.engine import cli as engine_cli
 from smsblast.simulator import cli as simulator_cli
 
@@ -33,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     engine_cli.add_parsers(sub)
     segments.add_parser(sub)
     plan_cli.add_parser(sub)
+    ctl.add_parser(sub)
     return parser
 
 

@@ -15,7 +15,8 @@ so the engine can refuse to start before it has touched Kafka or an SMSC.
 
 Secrets never live in these files: an SMSC names an environment variable (``password_env``) or
 a file (``password_file``), Kafka SASL names an environment variable (``sasl_password_env``),
-and they are read when asked for (:meth:`SmscConfig.password`,
+the admin API an environment variable or a file for its token (``token_env``, ``token_file``),
+and they are read when asked for (:meth:`SmscConfig.password`, :meth:`AdminConfig.token`,
 :meth:`KafkaConfig.aiokafka_kwargs`, :meth:`EngineConfig.check_secrets`), never at load time.
 Relative paths (password files, CA files, the ledger) are relative to the working directory.
 
@@ -68,6 +69,7 @@ __all__ = [
     "CONFIG_ENV",
     "DEFAULT_CAMPAIGNS_PATH",
     "DEFAULT_CONFIG_PATH",
+    "AdminConfig",
     "Campaign",
     "CampaignsFile",
     "ConfigError",
@@ -84,6 +86,7 @@ __all__ = [
     "load_campaigns",
     "load_engine_config",
     "parse_duration",
+    "read_secret_file",
     "sender_ton_npi",
 ]
 
@@ -222,6 +225,11 @@ def _quoted_digits(what: str) -> Any:
     return BeforeValidator(check)
 
 
+def _number_as_text(value: object) -> object:
+    """A before-validator: a YAML integer where text is meant (``62``, ``8081``) as text."""
+    return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -240,6 +248,24 @@ def _read_env_secret(variable: str, location: str, what: str) -> str:
             None, [(location, f"environment variable {variable} ({what}) is not set or empty")]
         )
     return value
+
+
+def read_secret_file(path: str, location: str, what: str) -> str:
+    """The secret in file ``path``, its trailing newline dropped (other whitespace is kept).
+
+    Raises:
+        ConfigError: at ``location``: the file is unreadable or empty; the message names the
+            file and ``what`` it holds.
+    """
+    try:
+        with open(path, encoding="utf-8") as handle:
+            secret = handle.read().rstrip("\r\n")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ConfigError(None, [(location, f"cannot read {path} ({what}): {reason}")]) from None
+    if not secret:
+        raise ConfigError(None, [(location, f"{path} is empty ({what})")])
+    return secret
 
 
 class KafkaConfig(_Model):
@@ -359,6 +385,61 @@ class MetricsConfig(_Model):
         return None if self.listen is None else _split_host_port(self.listen)
 
 
+def _admin_address(text: str) -> tuple[str, int]:
+    port = text.removeprefix(":")
+    if port.isascii() and port.isdigit():
+        text = f"127.0.0.1:{port}"
+    return _split_host_port(text)
+
+
+def _admin_listen(listen: str) -> str:
+    _admin_address(listen)
+    return listen
+
+
+class AdminConfig(_Model):
+    """The admin HTTP API (live control, health): off unless ``listen`` is set.
+
+    ``listen`` is ``"host:port"``, or a bare port (``8081`` or ``":8081"``) for 127.0.0.1.
+    Every request needs a bearer token, read from the environment variable ``token_env`` or
+    the file ``token_file`` (exactly one when ``listen`` is set); an inline token is refused.
+    """
+
+    listen: (
+        Annotated[str, BeforeValidator(_number_as_text), AfterValidator(_admin_listen)] | None
+    ) = None
+    token_env: Annotated[str, Field(pattern=_ENV_NAME)] | None = None
+    token_file: str | None = Field(default=None, min_length=1)
+
+    @model_validator(mode="after")
+    def _check_token(self) -> AdminConfig:
+        if self.listen is not None and (self.token_env is None) == (self.token_file is None):
+            raise ValueError(
+                "listen is set: exactly one of token_env (an environment variable) or "
+                "token_file (a file holding the token) is required"
+            )
+        return self
+
+    def listen_address(self) -> tuple[str, int] | None:
+        """``(host, port)`` of ``listen`` (host 127.0.0.1 for a bare port), or ``None``."""
+        return None if self.listen is None else _admin_address(self.listen)
+
+    def token(self) -> str:
+        """The bearer token, read now from ``token_env`` or ``token_file`` (a file's trailing
+        newline is dropped).
+
+        Raises:
+            ConfigError: no token source is configured, the variable is unset or empty, or
+                the file is unreadable or empty; the location is ``admin.token_env`` or
+                ``admin.token_file``.
+        """
+        if self.token_env is not None:
+            return _read_env_secret(self.token_env, "admin.token_env", "admin API token")
+        if self.token_file is not None:
+            return read_secret_file(self.token_file, "admin.token_file", "admin API token")
+        raise ConfigError(None, [("admin", "no token_env or token_file is configured")])
+
+
 def _split_host_port(text: str) -> tuple[str, int]:
     host, sep, port = text.rpartition(":")
     if host.startswith("[") and host.endswith("]"):
@@ -456,27 +537,9 @@ class SmscConfig(_Model):
                 self.password_env, "password_env", f"password of SMSC {self.label}"
             )
         assert self.password_file is not None  # guaranteed by validation
-        try:
-            with open(self.password_file, encoding="utf-8") as handle:
-                secret = handle.read().rstrip("\r\n")
-        except (OSError, UnicodeDecodeError) as exc:
-            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-            raise ConfigError(
-                None,
-                [
-                    (
-                        "password_file",
-                        f"cannot read {self.password_file} (password of SMSC {self.label}): "
-                        f"{reason}",
-                    )
-                ],
-            ) from None
-        if not secret:
-            raise ConfigError(
-                None,
-                [("password_file", f"{self.password_file} is empty (SMSC {self.label})")],
-            )
-        return secret
+        return read_secret_file(
+            self.password_file, "password_file", f"password of SMSC {self.label}"
+        )
 
     def tls_context(self) -> ssl.SSLContext | None:
         """A client TLS context (``tls_ca_file`` or the system CAs), or ``None`` without TLS."""
@@ -563,6 +626,7 @@ class EngineConfig(_Model):
     kafka: KafkaConfig
     ledger: LedgerConfig = LedgerConfig()
     metrics: MetricsConfig = MetricsConfig()
+    admin: AdminConfig = AdminConfig()
     country_code: str = "62"
     optout: OptOutConfig = OptOutConfig()
     routes: dict[Name, RouteConfig] = Field(min_length=1)
@@ -572,7 +636,7 @@ class EngineConfig(_Model):
     @field_validator("country_code", mode="before")
     @classmethod
     def _country_code_text(cls, value: object) -> object:
-        return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+        return _number_as_text(value)
 
     @field_validator("country_code")
     @classmethod
@@ -628,8 +692,9 @@ class EngineConfig(_Model):
                 yield name, smsc
 
     def check_secrets(self) -> None:
-        """Check now that every password can be read (SMSCs and Kafka SASL), so a missing
-        secret stops the engine at start-up instead of at the first bind.
+        """Check now that every secret can be read (SMSC passwords, Kafka SASL, the admin
+        token when the admin API is on), so a missing secret stops the engine at start-up
+        instead of at the first bind.
 
         Raises:
             ConfigError: one line per unreadable secret, with its key path.
@@ -639,6 +704,11 @@ class EngineConfig(_Model):
             self.kafka.sasl_password()
         except ConfigError as exc:
             problems.extend(exc.problems)
+        if self.admin.listen is not None:
+            try:
+                self.admin.token()
+            except ConfigError as exc:
+                problems.extend(exc.problems)
         for name, route in self.routes.items():
             for index, smsc in enumerate(route.smscs):
                 try:
@@ -978,6 +1048,7 @@ def check_campaign_routes(config: EngineConfig, campaigns: CampaignsFile) -> Non
 # --- loading -------------------------------------------------------------------------------
 
 _MODELS: Final[tuple[type[BaseModel], ...]] = (
+    AdminConfig,
     EngineConfig,
     KafkaConfig,
     LedgerConfig,
@@ -997,6 +1068,10 @@ _KEY_HINTS: Final = {
     ),
     "sasl_password": (
         "inline passwords are not allowed: name an environment variable with sasl_password_env"
+    ),
+    "token": (
+        "inline tokens are not allowed: name an environment variable with token_env "
+        "or a file with token_file"
     ),
 }
 _PREFIXES_TO_STRIP: Final = ("Value error, ", "Assertion failed, ")

@@ -1,0 +1,159 @@
+"""What the admin API asks of the engine, and the ledger-backed implementation.
+
+The server only talks to a :class:`Controller`. :class:`LedgerController` keeps the ledger
+as the truth: a pause, resume or cancel is stored there first (so it survives a restart),
+then handed to the engine through ``on_change`` so the running campaign reacts at once.
+
+Transitions (:func:`next_control`): pause and resume move between running and paused (asking
+for the state a campaign is already in is accepted and changes nothing); cancel is final, so
+pausing or resuming a cancelled campaign is a :class:`ControlConflict`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any, Final, Protocol
+
+from smsblast.ledger import AsyncLedger, CampaignInfo, Control
+
+__all__ = [
+    "ACTIONS",
+    "CampaignStatus",
+    "ControlConflict",
+    "Controller",
+    "LedgerController",
+    "UnknownCampaign",
+    "campaign_entry",
+    "next_control",
+]
+
+CampaignStatus = dict[str, Any]
+"""What the engine reports about one campaign it runs (JSON-serialisable)."""
+
+#: The admin API's actions and the control each one asks for.
+ACTIONS: Final[dict[str, Control]] = {
+    "pause": Control.PAUSED,
+    "resume": Control.RUNNING,
+    "cancel": Control.CANCELLED,
+}
+
+
+class UnknownCampaign(LookupError):
+    """No campaign of that name in the ledger."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"no campaign {name}")
+        self.name = name
+
+
+class ControlConflict(Exception):
+    """The control asked for is not possible from the campaign's current one."""
+
+
+def next_control(name: str, current: Control, requested: Control) -> Control:
+    """The control a campaign moves to when ``requested`` is asked while it is ``current``.
+
+    Raises:
+        ControlConflict: the campaign is cancelled and ``requested`` is not cancel.
+    """
+    if current is Control.CANCELLED and requested is not Control.CANCELLED:
+        verb = "paused" if requested is Control.PAUSED else "resumed"
+        raise ControlConflict(f"campaign {name} is cancelled: it cannot be {verb}")
+    return requested
+
+
+def campaign_entry(info: CampaignInfo, status: CampaignStatus | None) -> dict[str, Any]:
+    """One campaign as the API shows it: ``name``, ``control``, ``created_at`` (ISO 8601,
+    UTC) and ``engine``, what the engine reports about it (``None`` when this process does
+    not run it)."""
+    return {
+        "name": info.name,
+        "control": info.control,
+        "created_at": datetime.fromtimestamp(info.created_at, UTC).isoformat(),
+        "engine": status,
+    }
+
+
+class Controller(Protocol):
+    """The engine as the admin API sees it."""
+
+    async def campaigns(self) -> list[dict[str, Any]]:
+        """Every campaign (see :func:`campaign_entry`), oldest first."""
+        ...
+
+    async def inspect(self, name: str) -> dict[str, Any] | None:
+        """One campaign in detail, or ``None`` when there is no such campaign."""
+        ...
+
+    async def set_control(self, name: str, control: Control) -> str:
+        """Ask for ``control``; returns the campaign's control afterwards.
+
+        Raises:
+            UnknownCampaign: no such campaign.
+            ControlConflict: the transition is not allowed (see :func:`next_control`).
+        """
+        ...
+
+    def ready(self) -> bool:
+        """Whether the engine is ready to do its work (for ``/readyz``)."""
+        ...
+
+
+class LedgerController:
+    """A :class:`Controller` over the engine's ledger.
+
+    ``on_change(name, control)`` is called after the control is stored, on the event loop;
+    it must not block (the engine records the wish and acts on it in its own tasks). If it
+    raises, the control stays stored (the engine applies it on its next start) and the API
+    answers 500.
+    ``status()`` returns, per campaign name, what the engine reports about the campaigns it
+    runs. ``ready()`` says whether the engine is ready (bound, consuming).
+    """
+
+    def __init__(
+        self,
+        ledger: AsyncLedger,
+        on_change: Callable[[str, Control], None],
+        status: Callable[[], dict[str, CampaignStatus]],
+        *,
+        ready: Callable[[], bool],
+    ) -> None:
+        self._ledger = ledger
+        self._on_change = on_change
+        self._status = status
+        self._ready = ready
+        self._lock = asyncio.Lock()  # one read-check-write at a time
+
+    async def _find(self, name: str) -> CampaignInfo | None:
+        for info in await self._ledger.campaigns():
+            if info.name == name:
+                return info
+        return None
+
+    async def campaigns(self) -> list[dict[str, Any]]:
+        infos = await self._ledger.campaigns()
+        status = self._status()
+        return [campaign_entry(info, status.get(info.name)) for info in infos]
+
+    async def inspect(self, name: str) -> dict[str, Any] | None:
+        info = await self._find(name)
+        if info is None:
+            return None
+        entry = campaign_entry(info, self._status().get(name))
+        entry["counts"] = await self._ledger.counts(name)
+        return entry
+
+    async def set_control(self, name: str, control: Control) -> str:
+        async with self._lock:
+            info = await self._find(name)
+            if info is None:
+                raise UnknownCampaign(name)
+            new = next_control(name, Control(info.control), control)
+            await self._ledger.set_control(name, new.value)
+            self._on_change(name, new)  # under the lock: the engine hears changes in order
+        return new.value
+
+    def ready(self) -> bool:
+        return self._ready()
