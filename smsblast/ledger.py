@@ -232,6 +232,7 @@ class Ledger(Protocol):
         only_from: State | None = None,
     ) -> int: ...
     def counts(self, campaign: str) -> dict[str, int]: ...
+    def counts_by_route(self, campaign: str) -> dict[str, dict[str, int]]: ...
     def report(self, campaign: str, unknown_cap: int = 1000) -> dict[str, Any]: ...
     def campaigns(self) -> list[CampaignInfo]: ...
     def close(self) -> None: ...
@@ -971,6 +972,16 @@ class SqliteLedger:
             counts[_STATE_OF[code].value] = int(n)
         return counts
 
+    def counts_by_route(self, campaign: str) -> dict[str, dict[str, int]]:
+        """Recipients per route ('' for none) and state (non-zero only), from the tallies."""
+        cid, _ = self._campaign(campaign)
+        found: dict[str, dict[str, int]] = {}
+        for route, code, n in self._conn.execute(
+            "SELECT route, state, n FROM tallies WHERE campaign = ? AND n != 0", (cid,)
+        ):
+            found.setdefault(route, {})[_STATE_OF[code].value] = int(n)
+        return found
+
     def recount(self, campaign: str) -> dict[str, int]:
         """Recipients per state counted from the rows themselves (a full pass): a check on
         the tallies, which :meth:`counts` reads. The two agree unless the file was edited."""
@@ -1147,6 +1158,9 @@ class AsyncLedger:
 
     async def counts(self, campaign: str) -> dict[str, int]:
         return await self._run(lambda led: led.counts(campaign))
+
+    async def counts_by_route(self, campaign: str) -> dict[str, dict[str, int]]:
+        return await self._run(lambda led: led.counts_by_route(campaign))
 
     async def report(self, campaign: str, unknown_cap: int = 1000) -> dict[str, Any]:
         return await self._run(lambda led: led.report(campaign, unknown_cap))

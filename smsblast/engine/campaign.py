@@ -44,6 +44,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import time
 from collections import Counter
 from typing import TYPE_CHECKING, Any
@@ -57,9 +58,11 @@ from smsblast.client.bind import backoff_delay
 from smsblast.config import Campaign, SmscConfig
 from smsblast.engine.jobs import Job, WorkItem
 from smsblast.engine.offsets import OffsetTracker
+from smsblast.engine.planner import aim, plan_route, remaining_recipients
 from smsblast.engine.snapshot import segment_end_offsets
-from smsblast.ledger import Claim, Outcome, State
+from smsblast.ledger import Claim, Control, Outcome, State
 from smsblast.render import MissingField
+from smsblast.schedule import Wave
 from smsblast.segments import BadRecord, parse_record
 from smsblast.smpp import pdu as P
 from smsblast.smpp.constants import status_name
@@ -80,6 +83,11 @@ RETRY_MAX = 10.0
 SPLIT_CACHE_MAX = 4096
 #: A route with no bind up for this long gets new recipients parked, not queued.
 ROUTE_DOWN_PARK = 2.0
+#: The plan loop: gates (pause, quiet hours), pacing and projection, re-done this often.
+PLAN_TICK = 0.5
+#: Seconds of sending before the achieved rate counts in the projected finish.
+WARM_UP = 3.0
+STATES = ("waiting", "running", "quiet", "paused", "cancelled", "done")
 
 PartKey = tuple[str, int]
 
@@ -97,10 +105,24 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
 
 
 class CampaignRun:
-    def __init__(self, engine: Engine, campaign: Campaign) -> None:
+    def __init__(self, engine: Engine, campaign: Campaign, wave: Wave | None = None) -> None:
         self.engine = engine
         self.cfg = campaign
-        self.name = campaign.name
+        #: a wave of a repeating campaign is its own run: own name, ledger scope, report
+        self.wave = wave
+        self.name = wave.name if wave is not None else campaign.name
+        self.start_at = wave.start if wave is not None else None
+        self.deadline = wave.deadline if wave is not None else None
+        self.quiet = campaign.quiet()
+        self.control = Control.RUNNING
+        self.state = "waiting"
+        self.plans: dict[str, Any] = {}  # route -> RoutePlan, for status and progress
+        self._sent: Counter[str] = Counter()  # parts accepted per route (for the achieved rate)
+        self._sent_then: dict[str, int] = {}  # _sent at the last plan tick
+        self._achieved: dict[str, float] = {}  # EWMA of parts/s accepted, per route
+        self._open_since: float | None = None
+        self._parts_seen = 0
+        self._jobs_seen = 0
         self.template = campaign.compiled
         self.templates: dict[str, list[SubmitTemplate]] = {
             route: [self._submit_template(smsc) for smsc in route_cfg.smscs]
@@ -118,6 +140,7 @@ class CampaignRun:
         self._split_cache: dict[str, tuple[PartSpec, ...]] = {}
         self._room = asyncio.Event()
         self._stopping = False
+        self._stop_event = asyncio.Event()
         self._consumer: AIOKafkaConsumer | None = None
         self._paused: set[TopicPartition] = set()
         self.finished = asyncio.Event()  # the run is over (complete, stopped or failed)
@@ -168,6 +191,34 @@ class CampaignRun:
 
     # ------------------------------------------------------------------ main loop
     async def run(self) -> None:
+        try:
+            if not await self._wait_start():
+                return
+            await self._run()
+        finally:
+            for pool in self.engine.pools.values():
+                pool.lanes.pop(self, None)
+            if self.completed:
+                self._set_state("done")
+            self.finished.set()
+
+    async def _wait_start(self) -> bool:
+        """Wait for the wave's start (False: stopped first)."""
+        start = self.start_at
+        if start is None or self.engine.clock.now() >= start:
+            return True
+        self._set_state("waiting")
+        log.info("%s: waiting for its start at %s", self.name, start)
+        sleeper = asyncio.create_task(self.engine.clock.sleep_until(start))
+        stopper = asyncio.create_task(self._stop_event.wait())
+        try:
+            await asyncio.wait({sleeper, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            sleeper.cancel()
+            stopper.cancel()
+        return not self._stopping
+
+    async def _run(self) -> None:
         engine = self.engine
         consumer = AIOKafkaConsumer(
             bootstrap_servers=engine.config.kafka.bootstrap_servers,
@@ -192,7 +243,18 @@ class CampaignRun:
                 (key.rsplit(":", 1)[0], int(key.rsplit(":", 1)[1])): int(off)
                 for key, off in info.snapshot.items()
             }
+            self.control = Control(info.control)
+            if self.control is Control.CANCELLED:
+                log.warning("%s: cancelled by an operator; nothing is sent", self.name)
+                self._stopping = True
+                self._set_state("cancelled")
+                return
+            if self.deadline is not None:
+                m.CAMPAIGN_DEADLINE.labels(self.name).set(self.deadline)
             m.CAMPAIGN_TOTAL.labels(self.name).set(sum(self.snapshot.values()))
+            for pool in engine.pools.values():
+                pool.lane(self, self.cfg.priority)
+            self._apply_gates()
             await self._recover()
             self.pending_routes.update(self.engine.pools)  # parked rows from a previous run
             consumer.subscribe(list(self.cfg.segments), listener=_Rebalance(self))
@@ -200,6 +262,7 @@ class CampaignRun:
                 asyncio.create_task(self._flush_loop(), name=f"{self.name} flush"),
                 asyncio.create_task(self._commit_loop(), name=f"{self.name} commit"),
                 asyncio.create_task(self._backfill_loop(), name=f"{self.name} backfill"),
+                asyncio.create_task(self._plan_loop(), name=f"{self.name} plan"),
             ]
             try:
                 await self._read_loop(consumer)
@@ -214,12 +277,125 @@ class CampaignRun:
                 await self.commit()
         finally:
             await consumer.stop()
-            self.finished.set()
 
     def stop(self) -> None:
         """Stop reading; what is in memory still settles (SIGTERM)."""
         self._stopping = True
+        self._stop_event.set()
         self._room.set()
+
+    # ------------------------------------------------------------------ operator control
+    def set_control(self, control: Control) -> None:
+        """Pause, resume or cancel (already stored in the ledger by the caller)."""
+        if self.control is Control.CANCELLED:
+            return
+        self.control = control
+        if control is Control.CANCELLED:
+            log.warning("%s: cancelled by an operator", self.name)
+            self._set_state("cancelled")
+            self.stop()
+        self._apply_gates()
+
+    def _sending_allowed(self, now: float) -> bool:
+        return (
+            self.control is Control.RUNNING
+            and not self._stopping
+            and not (self.quiet and self.quiet.is_quiet(now))
+        )
+
+    def _apply_gates(self) -> None:
+        now = self.engine.clock.now()
+        allowed = self._sending_allowed(now)
+        for pool in self.engine.pools.values():
+            if self in pool.lanes:
+                pool.set_gate(self, allowed)
+        if self.control is Control.CANCELLED:
+            state = "cancelled"
+        elif self.control is Control.PAUSED:
+            state = "paused"
+        elif self.quiet and self.quiet.is_quiet(now):
+            state = "quiet"
+        else:
+            state = "running"
+        self._set_state(state)
+        if not allowed:
+            self._open_since = None
+        elif self._open_since is None:
+            self._open_since = now
+
+    def _set_state(self, state: str) -> None:
+        self.state = state
+        for name in STATES:
+            m.CAMPAIGN_STATE.labels(self.name, name).set(1 if name == state else 0)
+
+    # ------------------------------------------------------------------ pacing and projection
+    async def _plan_loop(self) -> None:
+        while True:
+            try:
+                await self._plan()
+            except Exception:
+                log.exception("%s: planning failed; sending goes on with the last plan", self.name)
+            await asyncio.sleep(PLAN_TICK)
+
+    async def _plan(self) -> None:
+        engine = self.engine
+        self._apply_gates()
+        now = engine.clock.now()
+        tallies = await engine.ledger.counts_by_route(self.name)
+        unread = sum(max(0, end - self._read_to.get(k, 0)) for k, end in self.snapshot.items())
+        remaining = remaining_recipients(tallies, unread, engine.pools)
+        parts_per = self._parts_seen / self._jobs_seen if self._jobs_seen else 1.0
+        deadline = aim(self.start_at, self.deadline)
+        warm = self._open_since is not None and now - self._open_since >= WARM_UP
+        even = self.cfg.pace == "even"
+        for route, pool in engine.pools.items():
+            sent = self._sent[route]
+            rate = (sent - self._sent_then.get(route, sent)) / PLAN_TICK
+            self._sent_then[route] = sent
+            ewma = self._achieved.get(route)
+            ewma = rate if ewma is None else ewma + 0.2 * (rate - ewma)
+            self._achieved[route] = ewma
+            share = self.cfg.share_for(route)
+            plan = plan_route(
+                now=now,
+                remaining=remaining[route] * parts_per,
+                capacity=pool.capacity,
+                configured_capacity=pool.configured_capacity,
+                share=share,
+                deadline=deadline,
+                quiet=self.quiet,
+                even=even,
+                achieved=ewma if warm else None,
+            )
+            self.plans[route] = plan
+            if self in pool.lanes:
+                pool.set_pace(self, plan.pace)
+            m.CAMPAIGN_REMAINING.labels(self.name, route).set(round(remaining[route]))
+            m.CAMPAIGN_TARGET_RATE.labels(self.name, route).set(plan.target)
+            finish = plan.projected_finish if self.control is not Control.PAUSED else math.inf
+            m.CAMPAIGN_PROJECTED_FINISH.labels(self.name, route).set(finish)
+
+    def status(self) -> dict[str, Any]:
+        """What the admin API and the progress display show of this run."""
+        return {
+            "campaign": self.name,
+            "state": self.state,
+            "control": self.control.value,
+            "start_at": self.start_at,
+            "deadline": self.deadline,
+            "in_memory": self.in_memory,
+            "stats": dict(self.stats),
+            "routes": {
+                route: {
+                    "remaining": round(plan.remaining),
+                    "target_rate": plan.target,
+                    "projected_finish": (
+                        None if math.isinf(plan.projected_finish) else plan.projected_finish
+                    ),
+                }
+                for route, plan in self.plans.items()
+            },
+        }
 
     async def _read_loop(self, consumer: AIOKafkaConsumer) -> None:
         cap = self.engine.max_in_memory
@@ -342,7 +518,7 @@ class CampaignRun:
         if rejects:
             await engine.ledger.record_rejects(self.name, rejects)
         if dead:
-            await engine.dead_letter(self.name, dead)
+            await engine.dead_letter(self.cfg.name, dead)
             for _, reason, _ in dead:
                 m.RECORDS_REJECTED.labels(self.name, reason).inc()
         for key, offset in reject_offsets:
@@ -399,6 +575,8 @@ class CampaignRun:
         offset: int,
     ) -> None:
         job = Job(self, msisdn, route, parts, key, offset, started=time.monotonic())
+        self._jobs_seen += 1
+        self._parts_seen += len(parts)
         pool = self.engine.pools[route]
         for i in range(len(parts)):
             pool.enqueue(WorkItem(job, i, 0))
@@ -417,6 +595,7 @@ class CampaignRun:
             job.message_ids.append((item.part, outcome.message_id, key))
             accepted, latency = self._route_metrics(route)
             accepted.inc()
+            self._sent[route] += 1
             latency.observe(outcome.latency)
             self.engine.receipts.note_accepted(key)
         elif kind is OutcomeKind.RETRYABLE or (

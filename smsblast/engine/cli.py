@@ -13,7 +13,12 @@ import sys
 from typing import Any
 
 from smsblast.aio import run as run_async
-from smsblast.config import ConfigError, load_campaigns, load_engine_config
+from smsblast.config import (
+    ConfigError,
+    check_campaign_routes,
+    load_campaigns,
+    load_engine_config,
+)
 
 log = logging.getLogger("smsblast.engine")
 
@@ -69,7 +74,9 @@ def add_parsers(sub: Any) -> None:
 
 def _load(args: argparse.Namespace) -> tuple[Any, Any]:
     config = load_engine_config(args.config)
-    campaigns = load_campaigns(args.campaigns).campaigns
+    campaigns_file = load_campaigns(args.campaigns)
+    check_campaign_routes(config, campaigns_file)
+    campaigns = campaigns_file.campaigns
     if args.campaign:
         names = {c.name for c in campaigns}
         missing = [n for n in args.campaign if n not in names]
@@ -91,6 +98,8 @@ def run_main(args: argparse.Namespace) -> int:
 
 
 async def _run(args: argparse.Namespace, config: Any, campaigns: list[Any]) -> int:
+    from smsblast.admin.control import LedgerController
+    from smsblast.admin.server import serve_admin
     from smsblast.engine.engine import Engine
     from smsblast.ledger import AsyncLedger
     from smsblast.optout import OptOutList, load_file, load_topic
@@ -132,6 +141,8 @@ async def _run(args: argparse.Namespace, config: Any, campaigns: list[Any]) -> i
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, engine.stop)
+    controller = LedgerController(ledger, engine.on_control, engine.status, ready=engine.ready)
+    admin = await serve_admin(config.admin, controller)
     try:
         await engine.run(until_done=args.until_done)
         complete = True
@@ -146,6 +157,9 @@ async def _run(args: argparse.Namespace, config: Any, campaigns: list[Any]) -> i
         if stopped:
             print("stopped by signal: nothing in flight was lost; run again to continue")
     finally:
+        if admin is not None:
+            admin.close()
+            await admin.wait_closed()
         await ledger.close()
     return EXIT_OK if complete else EXIT_INCOMPLETE
 

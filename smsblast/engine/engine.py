@@ -2,8 +2,10 @@
 
 The engine owns what campaigns share: one :class:`RoutePool` per route with
 its binds and limiters, the receipt correlator, the ledger, the opt-out list,
-the router and the dead-letter producer. Each :class:`CampaignRun` reads its
-own segment through its own consumer group and feeds the shared pools.
+the router, the dead-letter producer and the clock. Each :class:`CampaignRun`
+reads its own segment through its own consumer group and feeds the shared
+pools; a repeating campaign runs its waves one after another, each wave a run
+of its own (``<campaign>@<date>``: own dedup scope, consumer group, report).
 """
 
 from __future__ import annotations
@@ -23,9 +25,10 @@ from smsblast.engine.campaign import CampaignRun, dead_letter_value
 from smsblast.engine.jobs import WorkItem
 from smsblast.engine.pool import BindWorker, RoutePool
 from smsblast.engine.receipts import ReceiptCorrelator
-from smsblast.ledger import AsyncLedger, State
+from smsblast.ledger import AsyncLedger, Control, State
 from smsblast.optout import OptOutList
 from smsblast.routing import Router
+from smsblast.schedule import Clock, SystemClock, Wave, wave_for, waves
 
 log = logging.getLogger("smsblast.engine")
 
@@ -43,8 +46,10 @@ class Engine:
         route_down_grace: float = 300.0,
         drain_timeout: float = 10.0,
         rng: random.Random | None = None,
+        clock: Clock | None = None,
     ) -> None:
         self.config = config
+        self.clock: Clock = clock if clock is not None else SystemClock()
         self.ledger = ledger
         self.optout = optout if optout is not None else OptOutList()
         self.router = Router.from_config(config)
@@ -71,7 +76,10 @@ class Engine:
                     )
                     pool.add_worker(worker)
             self.pools[route] = pool
-        self.runs = [CampaignRun(self, c) for c in campaigns]
+        now = self.clock.now()
+        self._waves: dict[str, list[Wave]] = {c.name: waves(c) for c in campaigns}
+        self.runs = [CampaignRun(self, c, wave_for(self._waves[c.name], now)) for c in campaigns]
+        self._started = False
         self._producer: AIOKafkaProducer | None = None
         self._dlq_ready: set[str] = set()
         self._stop = asyncio.Event()
@@ -136,8 +144,11 @@ class Engine:
         otherwise keep serving (receipts, metrics) until :meth:`stop`."""
         for pool in self.pools.values():
             pool.start()
+        self._started = True
         receipts = asyncio.create_task(self.receipts.run(), name="receipts")
-        runs = [asyncio.create_task(r.run(), name=f"campaign {r.name}") for r in self.runs]
+        runs = [
+            asyncio.create_task(self._drive(r), name=f"campaign {r.cfg.name}") for r in self.runs
+        ]
         stopper = asyncio.create_task(self._stop.wait())
         try:
             pending: set[asyncio.Task[Any]] = set(runs)
@@ -177,8 +188,41 @@ class Engine:
             if self._producer is not None:
                 await self._producer.stop()
 
+    async def _drive(self, run: CampaignRun) -> None:
+        """Run ``run``, then the campaign's later waves, each in its turn."""
+        campaign = run.cfg
+        all_waves = self._waves[campaign.name]
+        while True:
+            await run.run()
+            if self._stop.is_set() or run.wave is None:
+                return
+            later = [w for w in all_waves if w.index > run.wave.index]
+            if not later:
+                return
+            run = CampaignRun(self, campaign, later[0])
+            self.runs.append(run)
+
     def stop(self) -> None:
         self._stop.set()
+
+    # ------------------------------------------------------------------ operator control
+    def on_control(self, name: str, control: Control) -> None:
+        """An operator paused, resumed or cancelled ``name`` (already in the ledger)."""
+        for run in self.runs:
+            if run.name == name and not run.finished.is_set():
+                run.set_control(control)
+
+    def status(self) -> dict[str, dict[str, Any]]:
+        """Every run's status (admin API, progress display)."""
+        return {run.name: run.status() for run in self.runs}
+
+    def ready(self) -> bool:
+        """Serving: started, not stopping, and at least one bind up to send with."""
+        return (
+            self._started
+            and not self._stop.is_set()
+            and any(pool.binds_up for pool in self.pools.values())
+        )
 
     @property
     def stopped(self) -> bool:
