@@ -120,9 +120,9 @@ class BindWorker:
 
     def _on_state(self, _label: str, up: bool) -> None:
         m.BIND_UP.labels(self.pool.name, self.name).set(1 if up else 0)
-        if up:
-            self.pool.last_up = asyncio.get_running_loop().time()
-        else:
+        # Up or going down, the route was up until now: down_for counts from here.
+        self.pool.last_up = asyncio.get_running_loop().time()
+        if not up:
             m.BIND_RECONNECTS.labels(self.pool.name, self.name).inc()
 
     def start(self) -> None:
