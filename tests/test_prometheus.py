@@ -295,6 +295,160 @@ def test_promtool_accepts_the_rules_and_the_example_config() -> None:
         assert "SUCCESS" in done.stdout
 
 
+def _series(name: str, values: str, **labels: str) -> dict[str, str]:
+    labels = {"job": "smsblast", "instance": "engine:9464", **labels}
+    inner = ", ".join(f'{k}="{v}"' for k, v in labels.items())
+    return {"series": f"{name}{{{inner}}}", "values": values}
+
+
+#: Scenarios for ``promtool test rules``, one minute per step: (input series, expectations
+#: as {eval time: {alert: [labels of each firing alert, severity excluded]}}).
+ALERT_SCENARIOS: list[tuple[list[dict[str, str]], dict[str, dict[str, list[dict[str, str]]]]]] = [
+    (  # the engine stops answering scrapes
+        [_series("up", "1 0x10")],
+        {
+            "1m": {"SmsblastEngineDown": []},  # pending for 1 minute first
+            "3m": {"SmsblastEngineDown": [{"job": "smsblast", "instance": "engine:9464"}]},
+        },
+    ),
+    (  # xl's only transmitter drops at 2m; its receiver stays bound and must not hide it
+        [
+            _series("smsblast_bind_up", "1 1 0x10", route="xl", bind="xl#1"),
+            _series("smsblast_tps_configured", "300x12", route="xl", bind="xl#1"),
+            _series("smsblast_bind_up", "1x12", route="xl", bind="xl#rx"),
+            _series("smsblast_tps_configured", "0x12", route="xl", bind="xl#rx"),
+            _series("smsblast_bind_up", "1x12", route="telkomsel", bind="telkomsel#1"),
+            _series("smsblast_tps_configured", "500x12", route="telkomsel", bind="telkomsel#1"),
+        ],
+        {
+            "2m": {"SmsblastRouteNoBind": []},
+            "3m": {"SmsblastRouteNoBind": [{"route": "xl"}]},
+        },
+    ),
+    (  # one bind has 10% of its submits throttled, the other 1%
+        [
+            _series("smsblast_bind_submits_total", "0+6000x30", route="xl", bind="xl#1"),
+            _series("smsblast_bind_throttled_total", "0+600x30", route="xl", bind="xl#1"),
+            _series("smsblast_bind_submits_total", "0+6000x30", route="xl", bind="xl#2"),
+            _series("smsblast_bind_throttled_total", "0+60x30", route="xl", bind="xl#2"),
+        ],
+        {
+            "5m": {"SmsblastThrottleRatioHigh": []},
+            "20m": {"SmsblastThrottleRatioHigh": [{"route": "xl", "bind": "xl#1"}]},
+        },
+    ),
+    (  # 60% of the receipts say delivered, then a healthy 95% after 40m
+        [
+            _series("smsblast_receipts_total", "0+600x40 24000+950x40", state="delivered"),
+            _series("smsblast_receipts_total", "0+400x40 16000+50x40", state="failed"),
+        ],
+        {
+            "10m": {"SmsblastReceiptSuccessLow": []},
+            "35m": {"SmsblastReceiptSuccessLow": [{}]},
+            "75m": {"SmsblastReceiptSuccessLow": []},
+        },
+    ),
+    (  # 5% of the receipts match nothing
+        [
+            _series("smsblast_receipts_total", "0+1000x40", state="delivered"),
+            _series("smsblast_receipts_unmatched_total", "0+50x40"),
+        ],
+        {"25m": {"SmsblastReceiptCorrelationMisses": [{}]}},
+    ),
+    (  # a stalls; b reads; c has nothing to read; d is in quiet hours
+        [
+            _series("smsblast_consumer_lag", "500x30", campaign="a"),
+            _series("smsblast_records_read_total", "100x30", campaign="a"),
+            _series("smsblast_consumer_lag", "500x30", campaign="b"),
+            _series("smsblast_records_read_total", "0+50x30", campaign="b"),
+            _series("smsblast_consumer_lag", "0x30", campaign="c"),
+            _series("smsblast_records_read_total", "100x30", campaign="c"),
+            _series("smsblast_consumer_lag", "500x30", campaign="d"),
+            _series("smsblast_records_read_total", "100x30", campaign="d"),
+            _series("smsblast_campaign_state", "1x30", campaign="d", state="quiet"),
+            _series("smsblast_campaign_state", "0x30", campaign="d", state="running"),
+        ],
+        {"20m": {"SmsblastConsumerStalled": [{"campaign": "a"}]}},
+    ),
+    (  # a's slow route finishes after its deadline; b is on time; c is late but done
+        [
+            _series(
+                "smsblast_campaign_projected_finish_timestamp_seconds",
+                "2000x20",
+                campaign="a",
+                route="telkomsel",
+            ),
+            _series(
+                "smsblast_campaign_projected_finish_timestamp_seconds",
+                "5000x20",
+                campaign="a",
+                route="xl",
+            ),
+            _series("smsblast_campaign_deadline_timestamp_seconds", "4000x20", campaign="a"),
+            _series(
+                "smsblast_campaign_projected_finish_timestamp_seconds",
+                "3000x20",
+                campaign="b",
+                route="xl",
+            ),
+            _series("smsblast_campaign_deadline_timestamp_seconds", "4000x20", campaign="b"),
+            _series(
+                "smsblast_campaign_projected_finish_timestamp_seconds",
+                " ".join(["+Inf"] * 21),  # nothing can be sent
+                campaign="c",
+                route="xl",
+            ),
+            _series("smsblast_campaign_deadline_timestamp_seconds", "4000x20", campaign="c"),
+            _series("smsblast_campaign_state", "1x20", campaign="c", state="done"),
+        ],
+        {
+            "5m": {"SmsblastCampaignProjectedLate": []},
+            "15m": {"SmsblastCampaignProjectedLate": [{"campaign": "a"}]},
+        },
+    ),
+]
+
+
+def test_alert_rules_fire_when_they_should(tmp_path: Path) -> None:
+    promtool = _binary("promtool")
+    rules = yaml.safe_load(ALERTS.read_text())
+    severity: dict[str, str] = {}
+    for group in rules["groups"]:
+        for rule in group["rules"]:
+            severity[rule["alert"]] = rule["labels"]["severity"]
+            # promtool compares rendered annotations too: these tests are about when alerts
+            # fire and with which labels
+            rule.pop("annotations", None)
+    (tmp_path / "alerts.yml").write_text(yaml.safe_dump(rules))
+    tests = []
+    for series, expectations in ALERT_SCENARIOS:
+        checks = [
+            {
+                "eval_time": at,
+                "alertname": name,
+                "exp_alerts": [
+                    {"exp_labels": {**labels, "severity": severity[name]}} for labels in firing
+                ],
+            }
+            for at, by_name in expectations.items()
+            for name, firing in by_name.items()
+        ]
+        tests.append({"interval": "1m", "input_series": series, "alert_rule_test": checks})
+    (tmp_path / "alerts_test.yml").write_text(
+        yaml.safe_dump({"rule_files": ["alerts.yml"], "evaluation_interval": "1m", "tests": tests})
+    )
+    done = subprocess.run(
+        [promtool, "test", "rules", str(tmp_path / "alerts_test.yml")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    tested = {name for _, exp in ALERT_SCENARIOS for by_name in exp.values() for name in by_name}
+    assert tested == set(severity), "every alert needs a scenario"
+
+
 # ------------------------------------------------------------------ against a real blast
 async def test_every_dashboard_query_and_alert_rule_on_a_real_blast(
     kafka_bootstrap: str, kafka_topic: TopicFactory, tmp_path: Path, prometheus: Prometheus
