@@ -259,6 +259,16 @@ def test_dashboard_uses_its_variables_and_rate_interval() -> None:
         assert "[$__rate_interval]" in expr or not re.search(r"\[\d+[smhd]\]", expr), (
             f"{title}: hard-coded range in {expr}"
         )
+    ids = [panel["id"] for panel in board["panels"]]
+    assert len(ids) == len(set(ids)), "panel ids must be unique"
+    cells: dict[tuple[int, int], str] = {}  # (x, y) grid cell -> the panel covering it
+    for panel in board["panels"]:
+        pos = panel["gridPos"]
+        assert pos["x"] + pos["w"] <= 24, f"{panel['title']} is wider than the dashboard"
+        for x in range(pos["x"], pos["x"] + pos["w"]):
+            for y in range(pos["y"], pos["y"] + pos["h"]):
+                assert (x, y) not in cells, f"{panel['title']} overlaps {cells[x, y]}"
+                cells[x, y] = panel["title"]
     for panel in board["panels"]:
         if panel["type"] != "row":
             assert panel["datasource"] == {"type": "prometheus", "uid": "${datasource}"}, panel[
