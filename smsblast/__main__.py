@@ -1,0 +1,7 @@
+"""``python -m smsblast``: the same as the ``smsblast`` command."""
+
+import sys
+
+from smsblast.cli import main
+
+sys.exit(main())
