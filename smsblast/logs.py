@@ -31,8 +31,8 @@ __all__ = [
 ]
 
 #: A phone number inside free text: 8-15 digits, optional leading ``+``, not part of a longer
-#: run of digits.
-MSISDN_RE: Final = re.compile(r"(?<![\d+])\+?\d{8,15}(?!\d)")
+#: word (so hex message ids such as ``0400000008ABCD`` and longer digit runs stay as they are).
+MSISDN_RE: Final = re.compile(r"(?<![\w+])\+?\d{8,15}(?!\w)")
 _SECRET_PAIR: Final = re.compile(
     r"(?i)\b(password|passwd|pwd|secret|token)(\s*[=:]\s*)(\"[^\"]*\"|'[^']*'|\S+)"
 )

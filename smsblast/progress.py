@@ -298,11 +298,17 @@ def render(cur: Snapshot, prev: Snapshot | None = None) -> RenderableType:
         c_rate = sum(known) if known else None
         header = (
             f"campaign {c.name}" + (f" [{c.state}]" if c.state else "") + f"  sent "
-            f"{_num(c.sent)} / {_num(c.total)}  rejected {_num(c.rejected)}  suppressed "
-            f"{_num(c.suppressed)}  duplicates {_num(c.duplicate)}  "
-            f"{_eta_text(c, c_rate, cur.at)}"
+            f"{_num(c.sent)} / {_num(c.total)}  {_eta_text(c, c_rate, cur.at)}"
         )
-        table = Table(title=Text(header, style="bold"), title_justify="left", expand=False)
+        parts.append(Text(header, style="bold"))
+        parts.append(
+            Text(
+                f"  rejected {_num(c.rejected)}  suppressed {_num(c.suppressed)}  "
+                f"duplicates {_num(c.duplicate)}  in memory {_num(c.in_flight)}  "
+                f"parked {_num(c.pending)}"
+            )
+        )
+        table = Table(expand=False)
         for col in ("route", "sent", "remaining", "rate/s", "target/s", "failed", "throttled"):
             table.add_column(col, justify="left" if col == "route" else "right")
         table.add_column("binds up", justify="right")
