@@ -73,7 +73,7 @@ def test_the_screen_shows_campaign_routes_counts_rates_binds_and_receipts() -> N
 
 
 def test_eta_uses_the_achieved_rate_and_flags_a_late_campaign() -> None:
-    prev, cur = snapshots()
+    _, cur = snapshots()
     c = cur.campaigns[0]
     assert eta(c, 300.0, cur.at) == cur.at + c.remaining / 300.0
     assert eta(c, 0.0, cur.at) == math.inf
