@@ -309,14 +309,16 @@ def render(cur: Snapshot, prev: Snapshot | None = None) -> RenderableType:
             )
         )
         table = Table(expand=False)
-        for col in ("route", "sent", "remaining", "rate/s", "target/s", "failed", "throttled"):
+        for col in ("route", "sent", "remaining", "rate/s", "target/s", "refused", "throttled"):
             table.add_column(col, justify="left" if col == "route" else "right")
         table.add_column("binds up", justify="right")
         for r in c.routes:
             link = links.get(r.route)
             target = r.target_rate if r.target_rate is not None else (link and link.tps_target)
             remaining = r.remaining if r.remaining is not None else None
-            failed = sum(r.finished.get(s, 0.0) for s in ("failed", "expired", "unknown"))
+            # submit outcomes (the SMSC refused it, or the connection lost it); receipt
+            # failures are counted under "receipts" below
+            refused = sum(r.finished.get(s, 0.0) for s in ("failed", "unknown"))
             throttled = max(r.throttled, link.throttled if link else 0.0)
             rate = rates.get((c.name, r.route))
             table.add_row(
@@ -325,7 +327,7 @@ def render(cur: Snapshot, prev: Snapshot | None = None) -> RenderableType:
                 _num(remaining),
                 _num(rate),
                 _num(target if target else None),
-                _num(failed),
+                _num(refused),
                 _num(throttled),
                 f"{link.binds_up}/{link.binds}" if link else "-",
             )

@@ -4,6 +4,7 @@ and the engine; every recipient accounted for, Ctrl-C honoured, nothing left run
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import pty
 import re
@@ -55,14 +56,30 @@ def assert_nothing_left(marker: str) -> None:
     assert processes_with(marker) == []
 
 
-def demo_command(recipients: int, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "smsblast", "demo", "--recipients", str(recipients), *extra]
+def demo_command(recipients: int, *extra: str, top: tuple[str, ...] = ()) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "smsblast",
+        *top,
+        "demo",
+        "--recipients",
+        str(recipients),
+        *extra,
+    ]
 
 
 def test_demo_accounts_for_every_recipient_and_stops_everything() -> None:
     marker = uuid.uuid4().hex
     proc = subprocess.run(
-        demo_command(2000, "--progress", "plain", "--progress-interval", "1"),
+        demo_command(
+            2000,
+            "--progress",
+            "plain",
+            "--progress-interval",
+            "1",
+            top=("--log-format", "json", "--log-level", "INFO"),
+        ),
         env=demo_env(marker),
         cwd=ROOT,
         capture_output=True,
@@ -81,6 +98,12 @@ def test_demo_accounts_for_every_recipient_and_stops_everything() -> None:
         if line.strip().split(" ")[0] in ("telkomsel", "indosat", "xl") and line.startswith("  ")
     ]
     assert len(totals) == 3 and sum(totals) == 2000
+    # logs: one JSON object per line, no password, no full phone number
+    records = [json.loads(line) for line in proc.stderr.splitlines()]
+    assert records and all({"ts", "level", "logger", "msg"} <= r.keys() for r in records)
+    assert any(r["logger"].startswith("smsblast") for r in records)
+    assert "demo-pw" not in proc.stderr
+    assert not re.search(r"(?<!\d)628\d{8,11}(?!\d)", proc.stderr)
     assert_nothing_left(marker)
 
 

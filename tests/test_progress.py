@@ -66,7 +66,7 @@ def test_the_screen_shows_campaign_routes_counts_rates_binds_and_receipts() -> N
     assert "3,003" in tsel and "200" in tsel and "1,000" in tsel and "2/2" in tsel
     isat = next(line for line in text.splitlines() if "indosat" in line)
     assert "100" in isat and "7" in isat and "1/2" in isat  # 1,000 in 10 s; throttled; binds
-    assert "binds 3/4 up" in text
+    assert "refused" in text and "binds 3/4 up" in text
     assert "delivered 900" in text and "failed 20" in text
     # 5,497 left at 300/s: about 18 s, within the deadline 60 s after T0
     assert "deadline" in text and "LATE" not in text
