@@ -123,10 +123,28 @@ class _MaskingTextFormatter(logging.Formatter):
         return mask_text(super().formatException(ei))
 
 
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stderr`` is at the time of each record (as logging's own
+    last-resort handler does), so a replaced or captured stderr never goes stale."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self) -> TextIO:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: TextIO) -> None:
+        pass
+
+
 def configure(level: str = "WARNING", fmt: str = "text", stream: TextIO | None = None) -> None:
-    """Install one stderr handler on the root logger with the format and the privacy filter
-    (replacing handlers a previous call installed)."""
-    handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
+    """Install one handler (on ``stream``, default stderr) on the root logger with the format
+    and the privacy filter, replacing the one a previous call installed."""
+    handler: logging.StreamHandler[TextIO] = (
+        logging.StreamHandler(stream) if stream is not None else _StderrHandler()
+    )
     if fmt == "json":
         handler.setFormatter(JsonFormatter())
     else:
