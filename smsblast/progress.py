@@ -158,15 +158,27 @@ def collect(registry: CollectorRegistry = REGISTRY, now: float | None = None) ->
     target = _by(s, "smsblast_campaign_target_rate", "campaign", "route")
     finish = _by(s, "smsblast_campaign_projected_finish_timestamp_seconds", "campaign", "route")
 
-    names = {k[0] for k in _by(s, "smsblast_campaign_records", "campaign")}
-    names |= {c for c, _ in finished} | {k[0] for k in accepted}
+    names = {c for c, _ in finished} | {k[0] for k in accepted}
     routes_of: dict[str, set[str]] = defaultdict(set)
     for c, r in [*finished, *((k[0], k[1]) for k in accepted), *((k[0], k[1]) for k in remaining)]:
         if r:
             routes_of[c].add(r)
 
-    def one(name: str, key: tuple[str, ...]) -> float:
-        return _by(s, name, "campaign").get(key, 0.0)
+    per_campaign = {
+        metric: _by(s, metric, "campaign")
+        for metric in (
+            "smsblast_campaign_records",
+            "smsblast_records_read_total",
+            "smsblast_records_rejected_total",
+            "smsblast_recipients_suppressed_total",
+            "smsblast_recipients_duplicate_total",
+            "smsblast_campaign_in_flight",
+            "smsblast_campaign_pending",
+        )
+    }
+
+    def one(metric: str, key: tuple[str, ...]) -> float:
+        return per_campaign[metric].get(key, 0.0)
 
     states: dict[str, str] = {}
     for labels, value in s.get("smsblast_campaign_state", ()):
@@ -174,6 +186,7 @@ def collect(registry: CollectorRegistry = REGISTRY, now: float | None = None) ->
             states[labels["campaign"]] = labels["state"]
     deadlines = _by(s, "smsblast_campaign_deadline_timestamp_seconds", "campaign")
 
+    names |= {k[0] for k in per_campaign["smsblast_campaign_records"]}
     campaigns = []
     for name in sorted(names):
         key = (name,)
