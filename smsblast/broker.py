@@ -47,6 +47,8 @@ class EmbeddedBroker:
     host: str = "127.0.0.1"
     port: int = 0
     start_timeout: float = 20.0
+    #: own session: a terminal's Ctrl-C reaches the caller only, who stops the broker last
+    new_session: bool = False
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     @property
@@ -72,6 +74,7 @@ class EmbeddedBroker:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             env={**os.environ, "RUST_LOG": os.environ.get("TANSU_LOG", "error")},
+            start_new_session=self.new_session,
         )
         deadline = time.monotonic() + self.start_timeout
         while time.monotonic() < deadline:

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 
-from smsblast import __version__, demo, plan_cli, segments, send
+from smsblast import __version__, demo, logs, plan_cli, segments, send
 from smsblast.admin import ctl
 from smsblast.engine import cli as engine_cli
 from smsblast.simulator import cli as simulator_cli
@@ -19,6 +18,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"smsblast {__version__}")
     parser.add_argument(
         "--log-level", default="WARNING", choices=("DEBUG", "INFO", "WARNING", "ERROR")
+    )
+    parser.add_argument(
+        "--log-format",
+        default="text",
+        choices=("text", "json"),
+        help="json: one object per line (ts, level, logger, msg, extra fields)",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     send.add_parser(sub)
@@ -41,9 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    logs.configure(args.log_level, args.log_format)
     code: int = args.func(args)
     return code
 

@@ -80,6 +80,7 @@ __all__ = [
     "Reject",
     "SqliteLedger",
     "State",
+    "Timeline",
 ]
 
 
@@ -196,6 +197,14 @@ class ReceiptRow(NamedTuple):
     received_at: float  # unix time
 
 
+@dataclass(frozen=True, slots=True)
+class Timeline:
+    """Per route ('' for none): {unix second: parts submitted} and {second: receipts}."""
+
+    submits: dict[str, dict[int, int]]
+    receipts: dict[str, dict[int, int]]
+
+
 class Reject(NamedTuple):
     msisdn: str
     state: State  # SUPPRESSED | REJECTED
@@ -238,7 +247,11 @@ class Ledger(Protocol):
     def close(self) -> None: ...
 
 
-SCHEMA_VERSION: Final = 1
+SCHEMA_VERSION: Final = 2
+# Migrations from each older version to the next, run in order in one transaction.
+_MIGRATIONS: Final[dict[int, tuple[str, ...]]] = {
+    1: ("ALTER TABLE message_ids ADD COLUMN submit_at REAL",),  # 2: per-part submit time
+}
 
 _SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS campaigns (
@@ -288,7 +301,8 @@ CREATE TABLE IF NOT EXISTS message_ids (
     part INTEGER NOT NULL,
     raw_id TEXT,                         -- as the SMSC wrote it, NULL when equal to key
     receipt TEXT,                        -- last receipt state for this part
-    receipt_at REAL
+    receipt_at REAL,
+    submit_at REAL                       -- when submit_sm_resp was recorded (version 2)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS unmatched_receipts (
     id INTEGER PRIMARY KEY,
@@ -386,6 +400,10 @@ class SqliteLedger:
             return
         conn.execute("BEGIN IMMEDIATE")
         try:
+            if version:  # an older ledger: migrate it, keep every row
+                for old in range(version, SCHEMA_VERSION):
+                    for statement in _MIGRATIONS[old]:
+                        conn.execute(statement)
             for statement in _SCHEMA.split(";"):
                 if statement.strip():
                     conn.execute(statement)
@@ -702,8 +720,8 @@ class SqliteLedger:
             )
             if mids:
                 conn.executemany(
-                    "INSERT OR REPLACE INTO message_ids (key, campaign, recipient, part, raw_id) "
-                    "VALUES (?, ?, ?, ?, ?)",
+                    "INSERT OR REPLACE INTO message_ids (key, campaign, recipient, part, raw_id, "
+                    f"submit_at) VALUES (?, ?, ?, ?, ?, {_sql_float(now)})",
                     mids,
                 )
             self._tally(cid, deltas)
@@ -1052,6 +1070,24 @@ class SqliteLedger:
                 "overflow": int(meta.get("receipts_overflow", 0)),
             },
         }
+
+    def per_second(self, campaign: str) -> Timeline:
+        """Parts submitted and receipts received per second (unix time, floored), per route,
+        aggregated in SQL. Parts stored by a ledger older than schema 2 have no submit
+        time and are not counted as submits."""
+        cid, _ = self._campaign(campaign)
+        series: list[dict[str, dict[int, int]]] = []
+        for column in ("submit_at", "receipt_at"):
+            found: dict[str, dict[int, int]] = {}
+            for route, second, n in self._conn.execute(
+                f"SELECT ifnull(r.route, ''), CAST(m.{column} AS INTEGER) AS s, count(*) "
+                "FROM message_ids AS m JOIN recipients AS r ON r.id = m.recipient "
+                f"WHERE m.campaign = ? AND m.{column} IS NOT NULL GROUP BY 1, s",
+                (cid,),
+            ):
+                found.setdefault(route, {})[int(second)] = int(n)
+            series.append(found)
+        return Timeline(submits=series[0], receipts=series[1])
 
     def close(self) -> None:
         """Close the connection (a clean close checkpoints and removes the WAL file)."""

@@ -31,6 +31,7 @@ from smsblast.client import (
     SubmitOutcome,
 )
 from smsblast.config import sender_ton_npi
+from smsblast.logs import register_secret
 from smsblast.msisdn import InvalidMsisdn, normalize_msisdn
 from smsblast.smpp import pdu as P
 from smsblast.smpp.constants import Npi, Ton, status_name
@@ -330,6 +331,7 @@ def request_from_args(args: argparse.Namespace) -> SendRequest:
     password = os.environ.get(args.password_env)
     if password is None:
         raise UsageError(f"environment variable {args.password_env} is not set")
+    register_secret(password)
     try:
         first = normalize_msisdn(args.to)
     except InvalidMsisdn as exc:

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import csv
 import io
 import json
 import logging
 import signal
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from smsblast.aio import run as run_async
@@ -19,6 +22,7 @@ from smsblast.config import (
     load_campaigns,
     load_engine_config,
 )
+from smsblast.logs import register_secret
 
 log = logging.getLogger("smsblast.engine")
 
@@ -63,12 +67,32 @@ def add_parsers(sub: Any) -> None:
         default=10.0,
         help="on SIGTERM, seconds to let in-flight messages settle",
     )
+    run.add_argument(
+        "--progress",
+        choices=("auto", "rich", "plain", "off"),
+        default="auto",
+        help="live progress: a table on a terminal (rich), a line every "
+        "--progress-interval seconds otherwise (plain)",
+    )
+    run.add_argument(
+        "--progress-interval",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="seconds between progress updates (default 0.5 rich, 10 plain)",
+    )
     run.set_defaults(func=run_main)
 
     rep = sub.add_parser("report", help="final states of a campaign from the ledger")
     rep.add_argument("campaign")
     rep.add_argument("--config")
     rep.add_argument("--format", choices=("table", "json", "csv"), default="table")
+    rep.add_argument(
+        "--chart",
+        metavar="FILE",
+        help="also write a PNG: submits and receipts per second over the campaign, per route "
+        "(needs the 'chart' extra: matplotlib)",
+    )
     rep.set_defaults(func=report_main)
 
 
@@ -98,17 +122,83 @@ def run_main(args: argparse.Namespace) -> int:
 
 
 async def _run(args: argparse.Namespace, config: Any, campaigns: list[Any]) -> int:
+    options = RunOptions(
+        until_done=args.until_done,
+        max_in_memory=args.max_in_memory,
+        route_down_grace=args.route_down_grace,
+        drain_timeout=args.drain_timeout,
+        progress=args.progress,
+        progress_interval=args.progress_interval,
+    )
+    return (await run_engine(config, campaigns, options)).code
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How :func:`run_engine` runs: the ``smsblast run`` flags."""
+
+    until_done: bool = True
+    max_in_memory: int = 50_000
+    route_down_grace: float = 300.0
+    drain_timeout: float = 10.0
+    progress: str = "off"  # auto | rich | plain | off
+    progress_interval: float | None = None
+
+
+@dataclass(frozen=True)
+class RunResult:
+    code: int  # EXIT_OK, EXIT_INCOMPLETE or EXIT_CONFIG
+    stopped: bool  # SIGTERM/SIGINT ended the run
+    metrics_url: str | None = None
+
+
+def register_secrets(config: Any) -> None:
+    """Tell the log filter every password this configuration reads, so none is logged."""
+    with contextlib.suppress(ConfigError):
+        register_secret(config.kafka.sasl_password())
+    for route in config.routes.values():
+        for smsc in route.smscs:
+            with contextlib.suppress(ConfigError):
+                register_secret(smsc.password())
+
+
+def start_metrics(config: Any) -> tuple[str | None, Callable[[], None]]:
+    """Serve :data:`smsblast.metrics.REGISTRY` on ``metrics.listen``; (URL, stop)."""
+    address = config.metrics.listen_address()
+    if address is None:
+        return None, lambda: None
+    from prometheus_client import start_http_server
+
+    from smsblast.metrics import REGISTRY
+
+    server, thread = start_http_server(address[1], addr=address[0], registry=REGISTRY)
+    host = f"[{address[0]}]" if ":" in address[0] else address[0]
+
+    def stop() -> None:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+    return f"http://{host}:{server.server_port}/metrics", stop
+
+
+async def run_engine(config: Any, campaigns: list[Any], options: RunOptions) -> RunResult:
+    """Run ``campaigns`` with the engine as ``smsblast run`` does: opt-out list, metrics
+    endpoint, admin API, live progress, SIGTERM/SIGINT draining, one summary line per
+    campaign."""
     from smsblast.admin.control import LedgerController
     from smsblast.admin.server import serve_admin
     from smsblast.engine.engine import Engine
     from smsblast.ledger import AsyncLedger
     from smsblast.optout import OptOutList, load_file, load_topic
+    from smsblast.progress import show
 
     try:
         config.check_secrets()  # fail now, not at the first bind
     except ConfigError as exc:
         print(f"smsblast run: configuration error:\n{exc}", file=sys.stderr)
-        return EXIT_CONFIG
+        return RunResult(EXIT_CONFIG, False)
+    register_secrets(config)
     optout = OptOutList()
     if config.optout.file:
         optout = load_file(config.optout.file)
@@ -120,31 +210,40 @@ async def _run(args: argparse.Namespace, config: Any, campaigns: list[Any]) -> i
         )
         for number in from_topic:
             optout.add(number)
-    if config.metrics.listen_address() is not None:
-        from prometheus_client import start_http_server
-
-        from smsblast.metrics import REGISTRY
-
-        address = config.metrics.listen_address()
-        if address is not None:
-            start_http_server(address[1], addr=address[0], registry=REGISTRY)
+    metrics_url, stop_metrics = start_metrics(config)
+    if metrics_url is not None:
+        print(f"metrics: {metrics_url}", flush=True)
     ledger = AsyncLedger(config.ledger.path)
     engine = Engine(
         config,
         campaigns,
         ledger,
         optout,
-        max_in_memory=args.max_in_memory,
-        route_down_grace=args.route_down_grace,
-        drain_timeout=args.drain_timeout,
+        max_in_memory=options.max_in_memory,
+        route_down_grace=options.route_down_grace,
+        drain_timeout=options.drain_timeout,
     )
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
+    signals = (signal.SIGTERM, signal.SIGINT)
+    for sig in signals:
         loop.add_signal_handler(sig, engine.stop)
     controller = LedgerController(ledger, engine.on_control, engine.status, ready=engine.ready)
     admin = await serve_admin(config.admin, controller)
+    progress = asyncio.create_task(
+        show(
+            options.progress,
+            interval=options.progress_interval,
+            campaigns=[c.name for c in campaigns],
+        ),
+        name="progress",
+    )
     try:
-        await engine.run(until_done=args.until_done)
+        try:
+            await engine.run(until_done=options.until_done)
+        finally:
+            progress.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await progress
         complete = True
         stopped = engine.stopped
         for run in engine.runs:
@@ -160,8 +259,11 @@ async def _run(args: argparse.Namespace, config: Any, campaigns: list[Any]) -> i
         if admin is not None:
             admin.close()
             await admin.wait_closed()
+        for sig in signals:
+            loop.remove_signal_handler(sig)
         await ledger.close()
-    return EXIT_OK if complete else EXIT_INCOMPLETE
+        stop_metrics()
+    return RunResult(EXIT_OK if complete else EXIT_INCOMPLETE, stopped, metrics_url)
 
 
 def format_summary(name: str, counts: dict[str, int], stats: dict[str, int]) -> str:
@@ -188,6 +290,14 @@ def report_main(args: argparse.Namespace) -> int:
             )
             return EXIT_CONFIG
         report = ledger.report(args.campaign)
+        if args.chart:
+            from smsblast.chart import ChartUnavailable, write_chart
+
+            try:
+                write_chart(ledger, args.campaign, args.chart)
+            except ChartUnavailable as exc:
+                print(f"smsblast report: {exc}", file=sys.stderr)
+                return EXIT_CONFIG
     finally:
         ledger.close()
     if args.format == "json":
@@ -222,7 +332,7 @@ def report_table(name: str, report: dict[str, Any]) -> str:
         if data:
             lines.append(f"  {title}: " + ", ".join(f"{k} {v:,}" for k, v in sorted(data.items())))
     unknown = report.get("unknown") or {}
-    if unknown:
+    if unknown.get("count"):
         first = ", ".join(unknown.get("msisdns", [])[:10])
         lines.append(f"  unknown: {unknown.get('count', 0):,} (first: {first})")
     return "\n".join(lines)

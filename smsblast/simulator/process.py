@@ -40,9 +40,12 @@ class SimulatorProcess:
 
 
 @contextmanager
-def simulator_process(profile: Profile, tmp_dir: str) -> Iterator[SimulatorProcess]:
+def simulator_process(
+    profile: Profile, tmp_dir: str, *, new_session: bool = False
+) -> Iterator[SimulatorProcess]:
     """Start ``python -m smsblast.simulator`` with ``profile`` (HTTP on a free port);
-    terminate it on exit."""
+    terminate it on exit. ``new_session``: its own session, so a terminal's Ctrl-C reaches
+    only the caller, which stops the simulator when it is done with it."""
     path = os.path.join(tmp_dir, "simulator.yaml")
     data = profile.model_dump(mode="json", exclude_none=True)
     data["http"] = {"host": "127.0.0.1", "port": 0}
@@ -53,6 +56,7 @@ def simulator_process(profile: Profile, tmp_dir: str) -> Iterator[SimulatorProce
         stdout=subprocess.PIPE,
         stdin=subprocess.DEVNULL,
         text=True,
+        start_new_session=new_session,
     )
     try:
         assert proc.stdout is not None
