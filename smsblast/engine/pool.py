@@ -300,12 +300,22 @@ class RoutePool:
         return found
 
     def set_gate(self, run: object, open_: bool) -> None:
-        """Open or close ``run``'s lane (closed: its parts wait; armed ones still go)."""
+        """Open or close ``run``'s lane (closed: its parts wait, armed ones included; what
+        is already written settles normally)."""
         lane = self.lane(run)
         if lane.open != open_:
             lane.open = open_
             if open_:
                 self._queued.set()
+            else:
+                # Parts armed but not yet written wait too (still IN_FLIGHT in the ledger;
+                # arming them again is a no-op): nothing goes out once the gate is shut.
+                held = [item for item in self.armed if item.job.run is run]
+                if held:
+                    keep = [item for item in self.armed if item.job.run is not run]
+                    self.armed.clear()
+                    self.armed.extend(keep)
+                    lane.queue.extendleft(reversed(held))
 
     def set_pace(self, run: object, rate: float | None) -> None:
         """Cap ``run``'s parts per second on this route (None: no cap of its own)."""
@@ -440,7 +450,12 @@ class RoutePool:
             self._queued.set()
 
     def retry(self, item: WorkItem) -> None:
-        """A part already IN_FLIGHT goes again: straight to the front of the armed queue."""
+        """A part already IN_FLIGHT goes again: straight to the front of the armed queue
+        (or of its lane's queue while the lane is shut)."""
+        lane = self.lanes.get(item.job.run)
+        if lane is not None and not lane.open:
+            lane.queue.appendleft(item)
+            return
         self.armed.appendleft(item)
         if not self._work.is_set():
             self._work.set()
