@@ -383,7 +383,9 @@ class SqliteLedger:
         self._ids: dict[str, tuple[int, int]] = {}  # name -> (campaign id, first_id)
         # Per campaign, msisdn -> (row id, route) of rows this process claimed IN_FLIGHT and
         # has not seen an outcome or mark for: exactly rows whose state is still IN_FLIGHT.
-        self._flight: dict[int, dict[str, tuple[int, str | None]]] = {}
+        #: msisdn -> [row id, state code, route or ''] of rows this process claimed and has
+        #: not yet settled, per campaign; kept exact by every write that changes their state.
+        self._flight: dict[int, dict[str, list[Any]]] = {}
         self._sources: dict[tuple[str, int], int] = dict(
             ((topic, partition), sid)
             for sid, topic, partition in conn.execute("SELECT id, topic, partition FROM sources")
@@ -566,8 +568,7 @@ class SqliteLedger:
                 self._tally(cid, _route_counts(Counter(map(_ROUTE, claims)), code))
                 last = self._next_id()
                 self._commit()
-                if code == _IN_FLIGHT:
-                    self._remember(cid, claims, first, last)
+                self._remember(cid, claims, code, first, last)
                 return [None] * len(claims)
             # Some were known (or repeated in the batch): undo, look them up, insert the rest.
             self._rollback()
@@ -597,8 +598,7 @@ class SqliteLedger:
             self._rollback()
             raise
         self._commit()
-        if code == _IN_FLIGHT:
-            self._remember(cid, fresh, first, last)
+        self._remember(cid, fresh, code, first, last)
         return result
 
     def _next_id(self) -> int:
@@ -606,14 +606,19 @@ class SqliteLedger:
         row = self._conn.execute("SELECT ifnull(max(id), 0) + 1 FROM recipients").fetchone()
         return int(row[0])
 
-    def _remember(self, cid: int, claims: Sequence[Claim], first: int, last: int) -> None:
-        """Cache msisdn -> (id, route) for rows just committed IN_FLIGHT with ids first..last-1,
-        so their outcomes need no lookup. Bounded by ``flight_cache``; a miss costs a query."""
+    def _remember(
+        self, cid: int, claims: Sequence[Claim], code: int, first: int, last: int
+    ) -> None:
+        """Cache msisdn -> [id, state, route] for rows just committed with ids first..last-1,
+        so marking them and recording their outcomes needs no lookup. Bounded by
+        ``flight_cache``; a miss costs a query."""
         flight = self._flight.setdefault(cid, {})
         if last - first != len(claims) or len(flight) + len(claims) > self.flight_cache:
             return
-        ids = zip(range(first, last), map(_ROUTE, claims), strict=True)
-        flight.update(zip(map(_FIRST, claims), ids, strict=True))
+        flight.update(
+            (c[0], [rid, code, c[1] or ""])
+            for c, rid in zip(claims, range(first, last), strict=True)
+        )
 
     def record_rejects(self, campaign: str, rows: Sequence[tuple[str, State, str]]) -> None:
         """Store (msisdn, SUPPRESSED | REJECTED, reason) rows; numbers already known are kept
@@ -680,7 +685,7 @@ class SqliteLedger:
                     if hit is None:
                         lookup.append(msisdn)
                     else:
-                        found[msisdn] = [hit[0], _IN_FLIGHT, hit[1] or ""]
+                        found[msisdn] = hit
                 if lookup:
                     found.update(self._recipients_by_msisdn(cid, _json(lookup)))
             else:
@@ -952,15 +957,29 @@ class SqliteLedger:
         cid, _ = self._campaign(campaign)
         code = _CODE[State(state)]
         conn = self._conn
+        flight = self._flight.get(cid)
         self._begin()
         try:
-            found = self._recipients_by_msisdn(cid, _json(msisdns))
+            found: dict[str, list[Any]] = {}
+            lookup: Sequence[str] = msisdns
+            if flight:
+                lookup = []
+                for msisdn in msisdns:
+                    hit = flight.get(msisdn)
+                    if hit is None:
+                        lookup.append(msisdn)
+                    else:
+                        found[msisdn] = hit
+            if lookup:
+                found.update(self._recipients_by_msisdn(cid, _json(lookup)))
             deltas: Deltas = defaultdict(int)
             ids = []
-            for rid, old, route in found.values():
+            changed = []
+            for msisdn, (rid, old, route) in found.items():
                 if only_from is not None and old != _CODE[only_from]:
                     continue
                 ids.append(rid)
+                changed.append(msisdn)
                 deltas[route, old] -= 1
                 deltas[route, code] += 1
             conn.execute(
@@ -974,10 +993,15 @@ class SqliteLedger:
             self._rollback()
             raise
         self._commit()
-        flight = self._flight.get(cid)
         if flight:
-            for msisdn in msisdns:
-                flight.pop(msisdn, None)
+            settled = code >= _FIRST_FINAL
+            for msisdn in changed:
+                hit = flight.get(msisdn)
+                if hit is not None:
+                    if settled:
+                        del flight[msisdn]
+                    else:
+                        hit[1] = code
         return len(ids)
 
     def counts(self, campaign: str) -> dict[str, int]:

@@ -516,6 +516,60 @@ def test_claims_agree_with_a_dict_model(
         led.close()
 
 
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    steps=st.lists(
+        st.tuples(
+            st.sampled_from(["claim", "arm", "unarm", "outcome", "fail"]),
+            st.lists(st.integers(0, 25), max_size=10),
+        ),
+        max_size=14,
+    ),
+    cache=st.sampled_from([0, 5, 250_000]),
+)
+def test_the_engine_path_agrees_with_a_dict_model(
+    tmp_path: Path, steps: list[tuple[str, list[int]]], cache: int
+) -> None:
+    """claim PENDING -> mark IN_FLIGHT -> (back to PENDING) -> outcome, as the engine does:
+    whatever the cache holds, states and tallies match a plain dict."""
+    path = tmp_path / f"path-{uuid.uuid4().hex}.db"
+    led = SqliteLedger(path, flight_cache=cache)
+    try:
+        led.open_campaign(CAMPAIGN, {})
+        model: dict[str, State] = {}
+        for op, numbers in steps:
+            names = list(dict.fromkeys(msisdn(n) for n in numbers))
+            if op == "claim":
+                led.claim(CAMPAIGN, claims_for(list(dict.fromkeys(numbers))), State.PENDING)
+                for name in names:
+                    model.setdefault(name, State.PENDING)
+            elif op in ("arm", "unarm"):
+                src, dst = (
+                    (State.PENDING, State.IN_FLIGHT)
+                    if op == "arm"
+                    else (State.IN_FLIGHT, State.PENDING)
+                )
+                known = [m for m in names if m in model]
+                led.mark(CAMPAIGN, known, dst, only_from=src)
+                for name in known:
+                    if model[name] is src:
+                        model[name] = dst
+            else:
+                state = State.SUBMITTED if op == "outcome" else State.FAILED
+                done = [m for m in names if model.get(m) is State.IN_FLIGHT]
+                led.record_outcomes(CAMPAIGN, [Outcome(m, state, 0, "", ()) for m in done])
+                for name in done:
+                    model[name] = state
+        counts = led.counts(CAMPAIGN)
+        assert counts == led.recount(CAMPAIGN)
+        for state in State:
+            assert counts[state.value] == sum(1 for s in model.values() if s is state)
+    finally:
+        led.close()
+
+
 # ---------------------------------------------------------------------- durability
 
 
