@@ -1,0 +1,99 @@
+"""Every PNG the scenarios write (matplotlib, Agg backend: no display needed).
+
+* :func:`rate_plot`: accepted submit_sm per second over time, one line per bind (or route),
+  each with its limit as a dashed line of the same colour;
+* :func:`latency_plot`: a latency histogram with p50/p99 marked;
+* :func:`bar_plot`: one bar per variant (throughput comparisons).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402  (after choosing the backend)
+
+from loadtest.report import percentiles  # noqa: E402
+
+
+@dataclass(frozen=True)
+class Series:
+    """Counts per ``step_s`` slot from wall time ``start``, and the per-second limit."""
+
+    label: str
+    start: float
+    step_s: float
+    counts: list[int]
+    limit: float | None = None
+
+
+def per_second(series: Series, origin: float) -> tuple[list[float], list[int]]:
+    """The series summed into whole seconds since ``origin``: (second, count) pairs."""
+    bins: dict[int, int] = {}
+    for i, n in enumerate(series.counts):
+        second = int(series.start - origin + i * series.step_s + 1e-9)
+        bins[second] = bins.get(second, 0) + n
+    seconds = sorted(bins)
+    return [float(s) for s in seconds], [bins[s] for s in seconds]
+
+
+def rate_plot(path: Path, series: list[Series], title: str) -> Path:
+    """Accepted per second over time, one line per series, limits dashed."""
+    fig, ax = plt.subplots(figsize=(10, 5))
+    live = [s for s in series if s.counts]
+    origin = min((s.start for s in live), default=0.0)
+    for i, s in enumerate(live):
+        colour = f"C{i % 10}"
+        x, y = per_second(s, origin)
+        ax.step(x, y, where="post", color=colour, label=s.label, linewidth=1)
+        if s.limit is not None:
+            ax.axhline(s.limit, color=colour, linestyle="--", linewidth=0.8)
+    ax.set_xlabel("seconds since the first accepted submit_sm")
+    ax.set_ylabel("accepted submit_sm per second")
+    ax.set_title(title)
+    if len(live) <= 16:
+        ax.legend(fontsize="small", ncol=2)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def latency_plot(path: Path, samples_s: list[float], title: str, xlabel: str) -> Path:
+    """A histogram of ``samples_s`` (seconds, shown in ms) with p50 and p99 marked."""
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    ms = [s * 1000 for s in samples_s]
+    if ms:
+        ax.hist(ms, bins=60, color="C0")
+        marks = percentiles(ms)
+        for name, colour in (("p50", "C1"), ("p99", "C3")):
+            value = marks[name]
+            if value is not None:
+                ax.axvline(value, color=colour, linestyle="--", label=f"{name} {value:,.1f} ms")
+        ax.legend()
+    else:
+        ax.text(0.5, 0.5, "no samples", ha="center", transform=ax.transAxes)
+    ax.set_xlabel(f"{xlabel} (ms)")
+    ax.set_ylabel("count (sampled)")
+    ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def bar_plot(path: Path, labels: list[str], values: list[float], title: str, ylabel: str) -> Path:
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    bars = ax.bar(labels, values, color=[f"C{i % 10}" for i in range(len(labels))])
+    ax.bar_label(bars, labels=[f"{v:,.0f}" for v in values])
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
