@@ -1,7 +1,8 @@
 """Every PNG the scenarios write (matplotlib, Agg backend: no display needed).
 
 * :func:`rate_plot`: accepted submit_sm per second over time, one line per bind (or route),
-  each with its limit as a dashed line of the same colour;
+  each with its limit as a dashed line of the same colour (1 s bins; 100 ms bins, scaled to
+  per second, when the run is shorter than 20 s);
 * :func:`latency_plot`: a latency histogram with p50/p99 marked;
 * :func:`bar_plot`: one bar per variant (throughput comparisons).
 """
@@ -31,14 +32,19 @@ class Series:
     limit: float | None = None
 
 
-def per_second(series: Series, origin: float) -> tuple[list[float], list[int]]:
-    """The series summed into whole seconds since ``origin``: (second, count) pairs."""
+def rates(series: Series, origin: float, bin_s: float) -> tuple[list[float], list[float]]:
+    """The series summed into ``bin_s`` bins from ``origin``, as per-second rates: (bin start
+    in seconds since ``origin``, rate) pairs, gaps as 0, plus a closing point at the end."""
     bins: dict[int, int] = {}
     for i, n in enumerate(series.counts):
-        second = int(series.start - origin + i * series.step_s + 1e-9)
-        bins[second] = bins.get(second, 0) + n
-    seconds = sorted(bins)
-    return [float(s) for s in seconds], [bins[s] for s in seconds]
+        index = int((series.start - origin + i * series.step_s) / bin_s + 1e-9)
+        bins[index] = bins.get(index, 0) + n
+    if not bins:
+        return [], []
+    first, last = min(bins), max(bins)
+    x = [i * bin_s for i in range(first, last + 2)]
+    y = [bins.get(i, 0) / bin_s for i in range(first, last + 1)]
+    return x, [*y, y[-1]]
 
 
 def rate_plot(path: Path, series: list[Series], title: str) -> Path:
@@ -46,14 +52,16 @@ def rate_plot(path: Path, series: list[Series], title: str) -> Path:
     fig, ax = plt.subplots(figsize=(10, 5))
     live = [s for s in series if s.counts]
     origin = min((s.start for s in live), default=0.0)
+    end = max((s.start + len(s.counts) * s.step_s for s in live), default=0.0)
+    bin_s = 1.0 if end - origin >= 20 else min((s.step_s for s in live), default=1.0)
     for i, s in enumerate(live):
         colour = f"C{i % 10}"
-        x, y = per_second(s, origin)
+        x, y = rates(s, origin, bin_s)
         ax.step(x, y, where="post", color=colour, label=s.label, linewidth=1)
         if s.limit is not None:
             ax.axhline(s.limit, color=colour, linestyle="--", linewidth=0.8)
     ax.set_xlabel("seconds since the first accepted submit_sm")
-    ax.set_ylabel("accepted submit_sm per second")
+    ax.set_ylabel(f"accepted submit_sm per second ({bin_s:g} s bins)")
     ax.set_title(title)
     if len(live) <= 16:
         ax.legend(fontsize="small", ncol=2)
