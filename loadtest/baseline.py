@@ -80,6 +80,7 @@ class Tally:
     latencies: list[float] = field(default_factory=list)
     last_resp: float = 0.0
     done: threading.Event = field(default_factory=threading.Event)
+    slots: threading.Semaphore | None = None  # released per response (threaded variant)
 
     def on_resp(self, pdu: Any) -> None:
         now = time.perf_counter()
@@ -88,6 +89,8 @@ class Tally:
         started = self.sent_at.pop(pdu.sequence, None)
         if started is not None:
             self.latencies.append(now - started)
+        if self.slots is not None:
+            self.slots.release()
         self.check()
 
     def on_error(self, pdu: Any) -> None:
@@ -133,7 +136,7 @@ def submit(client: LockedClient, tally: Tally, number: str, sample: bool) -> Non
     client.send_pdu(pdu)
 
 
-def stop_and_wait(port: int, n: int, nodelay: bool) -> Tally:
+def stop_and_wait(port: int, n: int, window: int, nodelay: bool) -> Tally:
     tally = Tally(n)
     client = connect(port, tally, nodelay)
     every = max(1, n // LATENCY_SAMPLE)
@@ -149,10 +152,9 @@ def stop_and_wait(port: int, n: int, nodelay: bool) -> Tally:
 
 
 def threaded(port: int, n: int, window: int, nodelay: bool) -> Tally:
-    tally = Tally(n)
-    client = connect(port, tally, nodelay)
     slots = threading.Semaphore(window)
-    client.set_message_sent_handler(lambda pdu, **_: (tally.on_resp(pdu), slots.release()))
+    tally = Tally(n, slots=slots)
+    client = connect(port, tally, nodelay)
 
     def read() -> None:
         while not tally.done.is_set():
@@ -172,10 +174,8 @@ def threaded(port: int, n: int, window: int, nodelay: bool) -> Tally:
 
 def run_variant(port: int, n: int, window: int, nodelay: bool) -> dict[str, Any]:
     started = time.perf_counter()
-    if window == 1:
-        tally = stop_and_wait(port, n, nodelay)
-    else:
-        tally = threaded(port, n, window, nodelay)
+    run = stop_and_wait if window == 1 else threaded
+    tally = run(port, n, window, nodelay)
     seconds = time.perf_counter() - started
     return {
         "variant": f"smpplib window {window}",

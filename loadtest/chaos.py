@@ -70,10 +70,13 @@ def run_figures(run: StackRun) -> dict[str, Any]:
         "sim_unique_destinations": unique_destinations(sim),
         "sim_accepted": sim["totals"]["submits_accepted"],
         "sim_throttled": sim["totals"]["throttled"],
-        "sim_fault_drops": sim["simulator"].get("fault_drops", 0),
-        "sim_receipts_requeued": sum(
-            a["receipts"]["requeued"] for a in sim["accounts"].values()
+        "sim_transient_errors": sum(
+            a["submits"]["by_status"].get(code, 0)
+            for a in sim["accounts"].values()
+            for code in TRANSIENT
         ),
+        "sim_fault_drops": sim["simulator"].get("fault_drops", 0),
+        "sim_receipts_requeued": sum(a["receipts"]["requeued"] for a in sim["accounts"].values()),
         "latency_claim_to_receipt_s": percentiles(run.ledger.latencies_s),
         "stderr_tail": run.engine.stderr_tail,
     }
@@ -95,6 +98,7 @@ def main(argv: list[str] | None = None) -> int:
         "duplicates",
         "unknown",
         "sim_throttled",
+        "sim_transient_errors",
         "sim_fault_drops",
         "exit_code",
     ]

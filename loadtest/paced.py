@@ -56,10 +56,8 @@ def pacing_fields(deadline: float) -> tuple[str, dict[str, Any]]:
 def bind_row(b: BindFigures, tps: float, mode: str, deadline: float) -> dict[str, Any]:
     span = len(b.series.counts) * b.series.step_s
     mean = b.accepted / span
-    if mode == "even":
-        target = min(tps, b.accepted / max(deadline - b.series.start, 1e-9))
-    else:
-        target = tps
+    # even: the rate that ends at the deadline from this bind's first accept
+    target = min(tps, b.accepted / max(deadline - b.series.start, 1e-9)) if mode == "even" else tps
     return {
         "bind": b.key,
         "tps": tps,
@@ -94,7 +92,9 @@ def main(argv: list[str] | None = None) -> int:
 
     def fields() -> dict[str, Any]:
         chosen["engine_start"] = time.time()
-        chosen["deadline"] = chosen["engine_start"] + args.startup_s + args.deadline_factor * ideal_s
+        chosen["deadline"] = (
+            chosen["engine_start"] + args.startup_s + args.deadline_factor * ideal_s
+        )
         chosen["mode"], extra = pacing_fields(chosen["deadline"])
         chosen["campaign_fields"] = extra
         return extra

@@ -16,9 +16,9 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-import matplotlib.pyplot as plt  # noqa: E402  (after choosing the backend)
+import matplotlib.pyplot as plt
 
-from loadtest.report import percentiles  # noqa: E402
+from loadtest.report import percentiles
 
 
 @dataclass(frozen=True)

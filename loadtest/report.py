@@ -23,7 +23,7 @@ def git_commit() -> str:
 
 
 def machine_info() -> dict[str, Any]:
-    versions = {}
+    versions: dict[str, str | None] = {}
     for name in ("smsblast", "uvloop", "aiokafka", "smpplib", "pydantic", "matplotlib"):
         try:
             versions[name] = metadata.version(name)
