@@ -19,7 +19,8 @@ import sys
 import time
 from typing import Any
 
-from loadtest.report import write_results
+from loadtest import plots
+from loadtest.report import scenario_dir, write_results
 from smsblast.client import Bind, BindConfig, OutcomeKind, SubmitOutcome
 from smsblast.smpp.constants import Npi, Ton
 from smsblast.smpp.fast import SubmitTemplate
@@ -157,7 +158,14 @@ def main(argv: list[str] | None = None) -> int:
                     + ", ".join(f"{r['rate']:,.0f}" for r in runs),
                     flush=True,
                 )
-        write_results(args.out, "ceiling", {"cells": cells})
+        plots.bar_plot(
+            scenario_dir(args.out, "ceiling") / "throughput.png",
+            [f"{c['binds']}b w{c['window']}" for c in cells],
+            [c["rate"] for c in cells],
+            "bind client against the minimal sink (b = binds, w = window)",
+            "accepted submit_sm per second",
+        )
+        write_results(args.out, "ceiling", {"cells": cells, "plots": ["throughput.png"]})
     finally:
         assert sink.stdin is not None
         sink.stdin.close()

@@ -46,6 +46,8 @@ def summarise(run: StackRun) -> dict[str, Any]:
         "sim_receipts_sent": totals["receipts_sent"],
         "ledger": run.ledger.as_dict(),
         "ledger_mb": run.ledger_mb,
+        "broker_peak_rss_mb": run.broker_peak_rss_mb,
+        "sim_peak_rss_mb": run.sim_peak_rss_mb,
         "latency_claim_to_receipt_s": percentiles(run.ledger.latencies_s),
         "stderr_tail": run.engine.stderr_tail,
     }
@@ -83,6 +85,7 @@ def main(argv: list[str] | None = None) -> int:
             "engine s": m["engine_seconds"],
             "recipients/s": m["recipients_per_s"],
             "peak RSS MB": m["engine_peak_rss_mb"],
+            "broker MB": m["broker_peak_rss_mb"],
             "s per 1M": round(m["engine_seconds"] / m["recipients"] * 1e6, 1),
             "duplicates": m["sim_duplicates"],
             "delivered": m["ledger"]["states"].get("delivered", 0),

@@ -187,6 +187,18 @@ def run_engine(tmp: Path, config: dict[str, Any], campaigns: list[dict[str, Any]
     )
 
 
+def peak_rss_mb(pid: int) -> float | None:
+    """The peak resident set of a running process (Linux ``VmHWM``), None if unknown."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return None
+    for line in status.splitlines():
+        if line.startswith("VmHWM:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return None
+
+
 @dataclass(frozen=True)
 class StackRun:
     recipients: int
@@ -195,6 +207,8 @@ class StackRun:
     sim: dict[str, Any]  # the simulator's stats document at the end
     ledger: LedgerFigures
     ledger_mb: float
+    broker_peak_rss_mb: float | None
+    sim_peak_rss_mb: float | None
 
 
 def run_stack(
@@ -216,6 +230,9 @@ def run_stack(
             config = engine_config(broker.bootstrap, sim.port, routes, tmp / "ledger.sqlite")
             engine = run_engine(tmp, config, [campaign(campaign_extra())])
             sim_stats = sim.stats()
+            sim_rss = peak_rss_mb(sim.process.pid)
+        assert broker.process is not None
+        broker_rss = peak_rss_mb(broker.process.pid)
         ledger = ledger_figures(tmp / "ledger.sqlite", CAMPAIGN)
-        ledger_mb = (tmp / "ledger.sqlite").stat().st_size / 1e6
-    return StackRun(n, round(fill_s, 2), engine, sim_stats, ledger, round(ledger_mb, 1))
+        ledger_mb = round((tmp / "ledger.sqlite").stat().st_size / 1e6, 1)
+    return StackRun(n, round(fill_s, 2), engine, sim_stats, ledger, ledger_mb, broker_rss, sim_rss)
