@@ -265,9 +265,9 @@ def main(argv: list[str] | None = None) -> int:
             "e2e": {k: e2e[k] for k in ("source", "recipients", "recipients_per_s")},
             "table": rows,
             "sim_totals": sim_totals,
-            "args": vars(args),
-            "plots": ["throughput.png", "latency.png"],
         },
+        args,
+        plots=["throughput.png", "latency.png"],
     )
     return 0
 

@@ -165,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
             "bind client against the minimal sink (b = binds, w = window)",
             "accepted submit_sm per second",
         )
-        write_results(args.out, "ceiling", {"cells": cells, "plots": ["throughput.png"]})
+        write_results(args.out, "ceiling", {"cells": cells}, args, plots=["throughput.png"])
     finally:
         assert sink.stdin is not None
         sink.stdin.close()

@@ -137,9 +137,9 @@ def main(argv: list[str] | None = None) -> int:
                 "receipt_delay": RECEIPT_DELAY,
             },
             "routes": [vars(r) for r in ROUTES],
-            "args": vars(args),
-            "plots": ["rate.png", "latency.png"],
         },
+        args,
+        plots=["rate.png", "latency.png"],
     )
     return 0
 

@@ -116,9 +116,9 @@ def main(argv: list[str] | None = None) -> int:
             "median": medians[-1],
             "runs": runs,
             "table": rows,
-            "args": vars(args),
-            "plots": ["rate.png", "latency.png"],
         },
+        args,
+        plots=["rate.png", "latency.png"],
     )
     return 0
 

@@ -160,9 +160,9 @@ def main(argv: list[str] | None = None) -> int:
             },
             "ledger": run.ledger.as_dict(),
             "latency_claim_to_receipt_s": percentiles(run.ledger.latencies_s),
-            "args": vars(args),
-            "plots": ["rate.png", "latency.png"],
         },
+        args,
+        plots=["rate.png", "latency.png"],
     )
     return 0
 

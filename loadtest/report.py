@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
 import subprocess
 import sys
+from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -46,10 +48,23 @@ def scenario_dir(out_dir: str, scenario: str) -> Path:
     return path
 
 
-def write_results(out_dir: str, scenario: str, data: dict[str, Any]) -> Path:
-    """Write ``OUT/<scenario>/results.json`` (with machine info and versions) and return it."""
+def write_results(
+    out_dir: str,
+    scenario: str,
+    data: dict[str, Any],
+    args: argparse.Namespace | None = None,
+    plots: Sequence[str] = (),
+) -> Path:
+    """Write ``OUT/<scenario>/results.json``: ``data`` with machine info and versions, the
+    command-line arguments and the names of the plots next to it; return its path."""
     target = scenario_dir(out_dir, scenario) / "results.json"
-    document = {"scenario": scenario, "machine": machine_info(), **data}
+    document = {
+        "scenario": scenario,
+        "machine": machine_info(),
+        "args": None if args is None else vars(args),
+        "plots": list(plots),
+        **data,
+    }
     target.write_text(json.dumps(document, indent=2, sort_keys=True))
     print(f"results: {target}")
     return target

@@ -152,19 +152,11 @@ class EngineResult:
 
 def run_engine(tmp: Path, config: dict[str, Any], campaigns: list[dict[str, Any]]) -> EngineResult:
     """Run ``smsblast run --until-done`` as a child process and wait for it."""
-    (tmp / "smsblast.yaml").write_text(yaml.safe_dump(config))
-    (tmp / "campaigns.yaml").write_text(yaml.safe_dump({"campaigns": campaigns}))
-    cmd = [
-        sys.executable,
-        "-m",
-        "smsblast.cli",
-        "run",
-        "--config",
-        str(tmp / "smsblast.yaml"),
-        "--campaigns",
-        str(tmp / "campaigns.yaml"),
-        "--until-done",
-    ]
+    config_path, campaigns_path = tmp / "smsblast.yaml", tmp / "campaigns.yaml"
+    config_path.write_text(yaml.safe_dump(config))
+    campaigns_path.write_text(yaml.safe_dump({"campaigns": campaigns}))
+    run = ["run", "--config", str(config_path), "--campaigns", str(campaigns_path)]
+    cmd = [sys.executable, "-m", "smsblast.cli", *run, "--until-done"]
     env = {**os.environ, PASSWORD_ENV: PASSWORD}
     with open(tmp / "engine.out", "w+") as out, open(tmp / "engine.err", "w+") as err:
         started_at = time.time()
