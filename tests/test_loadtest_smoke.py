@@ -14,7 +14,7 @@ import pytest
 
 pytest.importorskip("matplotlib")
 
-from loadtest import baseline, chaos, paced  # noqa: E402  (after the importorskip)
+from loadtest import baseline, chaos, paced
 
 
 def results(out: Path, scenario: str) -> dict[str, Any]:
