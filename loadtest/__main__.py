@@ -8,6 +8,9 @@ import sys
 SCENARIOS = {
     "ceiling": "loadtest.ceiling",
     "e2e": "loadtest.e2e",
+    "baseline": "loadtest.baseline",
+    "paced": "loadtest.paced",
+    "chaos": "loadtest.chaos",
 }
 
 

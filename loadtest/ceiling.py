@@ -19,7 +19,8 @@ import sys
 import time
 from typing import Any
 
-from loadtest.report import machine_info, write_results
+from loadtest import plots
+from loadtest.report import scenario_dir, write_results
 from smsblast.client import Bind, BindConfig, OutcomeKind, SubmitOutcome
 from smsblast.smpp.constants import Npi, Ton
 from smsblast.smpp.fast import SubmitTemplate
@@ -112,7 +113,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--binds", default="1,4,8")
     parser.add_argument("--windows", default="1,10,100")
     parser.add_argument(
-        "--messages", type=int, default=200_000, help="per cell (window 1 cells send a tenth of it)"
+        "--messages",
+        "--recipients",
+        dest="messages",
+        type=int,
+        default=200_000,
+        help="per cell (window 1 cells send a tenth of it)",
     )
     parser.add_argument("--runs", type=int, default=3, help="runs per cell; the median is kept")
     parser.add_argument(
@@ -120,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="profile one cell (first bind count and last window) instead",
     )
-    parser.add_argument("--out", default="out/ceiling")
+    parser.add_argument("--out", default="out", help="results go to OUT/ceiling/")
     args = parser.parse_args(argv)
     import uvloop
 
@@ -152,7 +158,14 @@ def main(argv: list[str] | None = None) -> int:
                     + ", ".join(f"{r['rate']:,.0f}" for r in runs),
                     flush=True,
                 )
-        write_results(args.out, "ceiling", {"cells": cells, "machine": machine_info()})
+        plots.bar_plot(
+            scenario_dir(args.out, "ceiling") / "throughput.png",
+            [f"{c['binds']}b w{c['window']}" for c in cells],
+            [c["rate"] for c in cells],
+            "bind client against the minimal sink (b = binds, w = window)",
+            "accepted submit_sm per second",
+        )
+        write_results(args.out, "ceiling", {"cells": cells}, args, plots=["throughput.png"])
     finally:
         assert sink.stdin is not None
         sink.stdin.close()

@@ -13,12 +13,74 @@ from smsblast.simulator.window import SlidingWindow
 from smsblast.smpp.constants import status_name
 from smsblast.smpp.receipt import ReceiptState, stat_text
 
-__all__ = ["AccountStats", "BindStats", "account_dict", "bind_dict", "status_counts"]
+__all__ = [
+    "AccountStats",
+    "BindStats",
+    "RecordingWindow",
+    "account_dict",
+    "bind_dict",
+    "status_counts",
+    "timeline_dict",
+]
+
+#: Resolution of the per-bind timeline of accepted submits (load tests plot it).
+SLOT_S = 0.1
+#: Slots kept per bind (two hours at 100 ms); older ones are forgotten.
+MAX_SLOTS = 72_000
 
 
 def status_counts(counts: dict[int, int]) -> dict[str, int]:
     """``{0: 5, 0x58: 2}`` -> ``{"ESME_ROK": 5, "ESME_RTHROTTLED": 2}`` in code order."""
     return {status_name(code): counts[code] for code in sorted(counts)}
+
+
+class RecordingWindow(SlidingWindow):
+    """A bind's one-second window that also remembers, for load tests, the exact peak over
+    any 100 ms (:attr:`short`) and the accepted count per 100 ms slot (:attr:`slots`).
+
+    It costs one dict update per committed batch (one per socket read), not per submit.
+    """
+
+    __slots__ = ("short", "slots")
+
+    def __init__(self) -> None:
+        super().__init__(1.0)
+        self.short = SlidingWindow(SLOT_S)
+        self.slots: dict[int, int] = {}
+
+    def commit(self, now: float) -> None:
+        n = self.pending
+        super().commit(now)
+        if n:
+            record_slot(self, now, n)
+
+
+def record_slot(window: RecordingWindow, now: float, n: int) -> None:
+    """Add ``n`` admissions stamped ``now`` to the 100 ms peak and the slot timeline."""
+    short = window.short
+    short.expire(now)
+    short.total += n
+    short.pending = n
+    short.commit(now)
+    slots = window.slots
+    slot = int(now / SLOT_S)
+    slots[slot] = slots.get(slot, 0) + n
+    if len(slots) > MAX_SLOTS:
+        del slots[next(iter(slots))]
+
+
+def timeline_dict(window: RecordingWindow, now: float, wall_now: float) -> dict[str, Any]:
+    """``{"start": wall time of the first slot, "step_s": 0.1, "counts": [...]}``: accepted
+    submits per 100 ms slot, gaps filled with 0 (empty when nothing was accepted)."""
+    slots = window.slots
+    if not slots:
+        return {"start": None, "step_s": SLOT_S, "counts": []}
+    first, last = min(slots), max(slots)
+    return {
+        "start": round(first * SLOT_S + (wall_now - now), 3),
+        "step_s": SLOT_S,
+        "counts": [slots.get(i, 0) for i in range(first, last + 1)],
+    }
 
 
 class BindStats:
@@ -71,7 +133,7 @@ class BindStats:
         self.receipts_acked = 0
         self.receipts_failed = 0
         self.pdus_in = 0
-        self.window = SlidingWindow(1.0)
+        self.window = RecordingWindow()
 
     def fold_into(self, total: BindStats) -> None:
         """Add this bind's counters to ``total`` (used to retire old closed binds)."""
@@ -91,6 +153,7 @@ class BindStats:
         ):
             setattr(total, name, getattr(total, name) + getattr(self, name))
         total.window.peak = max(total.window.peak, self.window.peak)
+        total.window.short.peak = max(total.window.short.peak, self.window.short.peak)
 
 
 class AccountStats:
@@ -174,7 +237,9 @@ def bind_dict(b: BindStats, now: float, wall_now: float, *, outstanding: int) ->
             "failed": b.receipts_failed,
         },
         "max_accepted_1s": b.window.peak,
+        "max_accepted_100ms": b.window.short.peak,
         "tps_now": b.window.current(now) if b.closed_at is None else 0,
+        "accepted_per_100ms": timeline_dict(b.window, now, wall_now),
     }
 
 
