@@ -216,6 +216,7 @@ class PendingRow(NamedTuple):
     route: str | None
     parts: int
     text: str | None
+    id: int = 0  # the row's id: page on with ``pending(..., after=id)``
 
 
 class Ledger(Protocol):
@@ -229,7 +230,9 @@ class Ledger(Protocol):
     def record_receipts(self, rows: Sequence[ReceiptRow]) -> list[ReceiptRow]: ...
     def park_unmatched(self, rows: Sequence[ReceiptRow]) -> None: ...
     def match_parked(self, now: float | None = None) -> int: ...
-    def pending(self, campaign: str, route: str | None, limit: int) -> list[PendingRow]: ...
+    def pending(
+        self, campaign: str, route: str | None, limit: int, after: int = 0
+    ) -> list[PendingRow]: ...
     def pending_by_route(self, campaign: str) -> dict[str, int]: ...
     def in_flight(self, campaign: str, limit: int, after: str = "") -> list[str]: ...
     def mark(
@@ -906,15 +909,17 @@ class SqliteLedger:
         return len(found)
 
     # ------------------------------------------------------------------ queries and marks
-    def pending(self, campaign: str, route: str | None, limit: int) -> list[PendingRow]:
+    def pending(
+        self, campaign: str, route: str | None, limit: int, after: int = 0
+    ) -> list[PendingRow]:
         """PENDING recipients of ``route`` (``None`` or ``''``: those without a route), oldest
-        first (claim order)."""
+        first (claim order), from the row after id ``after`` on (paging)."""
         cid, _ = self._campaign(campaign)
         route_sql = "route = ?" if route else "route IS NULL"
-        args: tuple[Any, ...] = (route, limit) if route else (limit,)
+        args: tuple[Any, ...] = (route, int(after), limit) if route else (int(after), limit)
         rows = self._conn.execute(
-            f"SELECT msisdn, route, parts, text FROM recipients "
-            f"WHERE campaign = {cid} AND {route_sql} AND state = 0 ORDER BY id LIMIT ?",
+            f"SELECT msisdn, route, parts, text, id FROM recipients WHERE campaign = {cid} "
+            f"AND {route_sql} AND state = 0 AND id > ? ORDER BY id LIMIT ?",
             args,
         )
         return [PendingRow(*row) for row in rows]
@@ -1197,8 +1202,10 @@ class AsyncLedger:
     async def match_parked(self, now: float | None = None) -> int:
         return await self._run(lambda led: led.match_parked(now))
 
-    async def pending(self, campaign: str, route: str | None, limit: int) -> list[PendingRow]:
-        return await self._run(lambda led: led.pending(campaign, route, limit))
+    async def pending(
+        self, campaign: str, route: str | None, limit: int, after: int = 0
+    ) -> list[PendingRow]:
+        return await self._run(lambda led: led.pending(campaign, route, limit, after))
 
     async def pending_by_route(self, campaign: str) -> dict[str, int]:
         return await self._run(lambda led: led.pending_by_route(campaign))

@@ -83,6 +83,8 @@ RETRY_MAX = 10.0
 SPLIT_CACHE_MAX = 4096
 #: A route with no bind up for this long gets new recipients parked, not queued.
 ROUTE_DOWN_PARK = 2.0
+#: Records per read batch: one ledger transaction each.
+READ_BATCH = 5000
 #: The plan loop: gates (pause, quiet hours), pacing and projection, re-done this often.
 PLAN_TICK = 0.5
 #: Seconds of sending before the achieved rate counts in the projected finish.
@@ -132,6 +134,8 @@ class CampaignRun:
         self.snapshot: dict[PartKey, int] = {}
         self.in_memory = 0
         self.pending_routes: set[str] = set()
+        #: route -> (cursor, found something in this pass): the backfill pages through
+        self._backfill_at: dict[str, tuple[int, bool]] = {}
         self._m_routes: dict[str, tuple[Any, Any]] = {}
         self._route_jobs: Counter[str] = Counter()  # jobs in memory per route
         self._active: set[str] = set()  # msisdns of the jobs in memory (bounded by in_memory)
@@ -404,7 +408,7 @@ class CampaignRun:
                 self._room.clear()
                 await self._room.wait()
                 continue
-            batch = await consumer.getmany(timeout_ms=100, max_records=min(5000, cap))
+            batch = await consumer.getmany(timeout_ms=100, max_records=min(READ_BATCH, cap))
             if batch:
                 await self._process(consumer, batch)
             elif await self._input_exhausted(consumer):
@@ -755,13 +759,20 @@ class CampaignRun:
             room = pool.queue_cap // 2 - pool.lane_backlog(self)
             if room <= 0 or not pool.binds_up:
                 continue
-            rows = await ledger.pending(self.name, route, min(room, 5000))
-            fresh = [r for r in rows if r.msisdn not in self._active]
-            if not fresh:
-                # Nothing here that is not already queued in memory: stop asking until
-                # a recipient is parked again (or the drain looks once more at the end).
-                self.pending_routes.discard(route)
+            # Page through the route's PENDING rows (those queued in memory are PENDING
+            # too, until armed), so parked rows behind a long queue are found at once.
+            # A pass always starts at the first row (a route is dropped only at a pass's end).
+            after, fresh_seen = self._backfill_at.get(route, (0, False))
+            rows = await ledger.pending(self.name, route, min(room, 5000), after)
+            if not rows:
+                if not fresh_seen:
+                    # A whole pass found nothing that is not queued in memory: stop asking
+                    # until a recipient is parked again (or the drain looks at the end).
+                    self.pending_routes.discard(route)
+                self._backfill_at[route] = (0, False)
                 continue
+            fresh = [r for r in rows if r.msisdn not in self._active]
+            self._backfill_at[route] = (rows[-1].id, fresh_seen or bool(fresh))
             for row in fresh:
                 text = row.text if row.text is not None else self.template.render({}, "empty")
                 try:
