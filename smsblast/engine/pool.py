@@ -440,7 +440,13 @@ class RoutePool:
             self._queued.set()
 
     def retry(self, item: WorkItem) -> None:
-        """A part already IN_FLIGHT goes again: straight to the front of the armed queue."""
+        """A part already IN_FLIGHT goes again: straight to the front of the armed queue,
+        or, while its lane is closed (paused, cancelled, quiet hours), to the front of the
+        lane, to wait for the gate like the rest (the armer does not mark it again)."""
+        lane = self.lanes.get(item.job.run)
+        if lane is not None and not lane.open:
+            lane.queue.appendleft(item)
+            return
         self.armed.appendleft(item)
         if not self._work.is_set():
             self._work.set()
