@@ -180,6 +180,7 @@ def make_env(
     bootstrap: str,
     sim_port: int,
     capsys: pytest.CaptureFixture[str],
+    route: RouteSpec = ROUTE,
 ) -> Env:
     good = tmp_path / "admin-token"
     good.write_text(TOKEN + "\n")
@@ -189,7 +190,7 @@ def make_env(
     config = engine_config(
         bootstrap,
         sim_port,
-        [ROUTE],
+        [route],
         str(tmp_path / "ledger.sqlite"),
         admin={"listen": f"127.0.0.1:{port}", "token_file": str(good)},
     )
@@ -547,3 +548,36 @@ async def test_cancel_while_paused_ends_the_run(
     assert states["in_flight"] == 0 and states["unknown"] == 0, states
     assert states["submitted"] + states["pending"] == report["total"], states
     assert totals["duplicates"] == 0
+
+
+async def test_pause_holds_within_a_second_on_a_slow_bind(
+    kafka_bootstrap: str,
+    kafka_topic: TopicFactory,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """30 submits/s with a window of 50 (both within common contract limits): the parts
+    already armed for the bind are more than a second of its sending, so a pause must
+    take them back, not let them all go."""
+    slow = RouteSpec("telkomsel", ("811", "812", "813"), tps=30, window=50)
+    n = 300
+    topic = await kafka_topic(partitions=3)
+    await fill(kafka_bootstrap, topic, numbers(n))
+    async with Simulator(simulator_profile([slow])) as smsc:
+        env = make_env(tmp_path, kafka_bootstrap, smsc.port, capsys, slow)
+        stack = await start(env.config, topic)
+        watch = SubmitWatch(smsc)
+        try:
+            await wait_until("60 submits", lambda: watch.count >= 60)
+            await pause_and_measure(env, watch)
+            code, out, err = await env.ctl("resume", NAME)
+            assert (code, out) == (0, f"campaign {NAME}: running\n"), err
+            await asyncio.wait_for(asyncio.shield(stack.task), 60)
+            counts = await stack.ledger.counts(NAME)
+        finally:
+            await watch.close()
+            await stack.close()
+        totals = smsc.stats()["totals"]
+    assert totals["duplicates"] == 0
+    assert totals["submits_accepted"] == n
+    assert counts["submitted"] == n, counts

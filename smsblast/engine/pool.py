@@ -300,12 +300,27 @@ class RoutePool:
         return found
 
     def set_gate(self, run: object, open_: bool) -> None:
-        """Open or close ``run``'s lane (closed: its parts wait; armed ones still go)."""
+        """Open or close ``run``'s lane (closed: its parts wait, the ones already armed but
+        not written included: they go back to the front of the lane, still IN_FLIGHT in the
+        ledger, so a pause holds at once even on a slow bind with a deep window)."""
         lane = self.lane(run)
         if lane.open != open_:
             lane.open = open_
             if open_:
                 self._queued.set()
+            else:
+                self._hold(run)
+
+    def _hold(self, run: object) -> None:
+        """Move ``run``'s armed parts (not written yet) back to the front of its lane."""
+        held = [item for item in self.armed if item.job.run is run]
+        if not held:
+            return
+        keep = [item for item in self.armed if item.job.run is not run]
+        self.armed.clear()  # in place: the pumps hold this deque
+        self.armed.extend(keep)
+        self.lane(run).queue.extendleft(reversed(held))
+        self._m_queue.set(self.backlog)
 
     def set_pace(self, run: object, rate: float | None) -> None:
         """Cap ``run``'s parts per second on this route (None: no cap of its own)."""
@@ -388,6 +403,10 @@ class RoutePool:
                 await asyncio.sleep(0.5)
                 continue
             self.armed.extend(batch)
+            for run in {item.job.run for item in batch}:
+                lane = self.lanes.get(run)
+                if lane is not None and not lane.open:  # closed while the ledger marked
+                    self._hold(run)
             self._m_queue.set(self.backlog)
             if not self._work.is_set():
                 self._work.set()
