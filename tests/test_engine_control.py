@@ -18,7 +18,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -27,8 +27,12 @@ from smsblast.admin.server import serve_admin
 from smsblast.cli import main
 from smsblast.config import EngineConfig
 from smsblast.engine.engine import Engine
+from smsblast.engine.jobs import Job, WorkItem
+from smsblast.engine.pool import RoutePool
 from smsblast.ledger import AsyncLedger
 from smsblast.simulator import Simulator
+from smsblast.smpp.parts import submit_parts
+from smsblast.smpp.text import split_message
 from tests.conftest import TopicFactory
 from tests.engine_stack import (
     RouteSpec,
@@ -581,3 +585,79 @@ async def test_pause_holds_within_a_second_on_a_slow_bind(
     assert totals["duplicates"] == 0
     assert totals["submits_accepted"] == n
     assert counts["submitted"] == n, counts
+
+
+# --------------------------------------------------------------------------- the pool's gate
+
+
+class FakeRun:
+    name = "fake"
+
+
+PARTS = submit_parts(split_message("Jaga Persatuan Indonesia"))
+
+
+def items(run: object, n: int, start: int = 0) -> list[WorkItem]:
+    return [
+        WorkItem(Job(cast(Any, run), f"62812{i:08d}", "r", PARTS, None, -1), 0, 0)
+        for i in range(start, start + n)
+    ]
+
+
+def msisdns(queue: Any) -> list[str]:
+    return [item.job.msisdn for item in queue]
+
+
+async def never_armed(batch: list[WorkItem]) -> None:
+    raise AssertionError("not expected to arm")
+
+
+async def test_closing_a_gate_takes_its_armed_parts_back_in_order() -> None:
+    pool = RoutePool("r", 100, lambda *_: None, never_armed)
+    paused, other = FakeRun(), FakeRun()
+    pool.lane(paused)
+    pool.lane(other)
+    mine, theirs = items(paused, 3), items(other, 2, start=10)
+    waiting = items(paused, 2, start=20)
+    pool.lane(paused).queue.extend(waiting)
+    pool.armed.extend([mine[0], theirs[0], mine[1], mine[2], theirs[1]])
+    held = pool.armed
+    pool.set_gate(paused, False)
+    assert pool.armed is held  # the pumps keep their reference
+    assert msisdns(pool.armed) == msisdns(theirs)
+    assert msisdns(pool.lane(paused).queue) == msisdns(mine + waiting)
+    # a retry due while closed waits at the front of the lane
+    retry = WorkItem(mine[0].job, 0, 1)
+    pool.retry(retry)
+    assert pool.lane(paused).queue[0] is retry
+    assert msisdns(pool.armed) == msisdns(theirs)
+    # open again: a retry goes straight to the binds
+    pool.set_gate(paused, True)
+    pool.retry(WorkItem(mine[1].job, 0, 1))
+    assert pool.armed[0].job is mine[1].job
+
+
+async def test_a_gate_closing_while_the_ledger_marks_holds_that_batch() -> None:
+    run = FakeRun()
+    calls: list[list[str]] = []
+
+    async def arm(batch: list[WorkItem]) -> None:
+        calls.append(msisdns(batch))
+        for item in batch:
+            item.job.armed = True
+        pool.set_gate(run, False)  # the operator pauses during the ledger write
+        await asyncio.sleep(0)
+
+    pool = RoutePool("r", 100, lambda *_: None, arm)
+    queued = items(run, 3)
+    for item in queued:
+        pool.enqueue(item)
+    pool.start()
+    try:
+        await wait_until("the armer's first batch", lambda: bool(calls), 5)
+        await asyncio.sleep(0.1)
+    finally:
+        await pool.close(0.1)
+    assert len(calls) == 1
+    assert not pool.armed
+    assert msisdns(pool.lane(run).queue) == msisdns(queued)  # all of it, in order
