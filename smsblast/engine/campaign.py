@@ -117,6 +117,7 @@ class CampaignRun:
         self.deadline = wave.deadline if wave is not None else None
         self.quiet = campaign.quiet()
         self.control = Control.RUNNING
+        self._controlled = False  # set_control was called: newer than the ledger's read
         self.state = "waiting"
         self.plans: dict[str, Any] = {}  # route -> RoutePlan, for status and progress
         self._sent: Counter[str] = Counter()  # parts accepted per route (for the achieved rate)
@@ -247,7 +248,8 @@ class CampaignRun:
                 (key.rsplit(":", 1)[0], int(key.rsplit(":", 1)[1])): int(off)
                 for key, off in info.snapshot.items()
             }
-            self.control = Control(info.control)
+            if not self._controlled:  # an operator's control that came meanwhile is newer
+                self.control = Control(info.control)
             if self.control is Control.CANCELLED:
                 log.warning("%s: cancelled by an operator; nothing is sent", self.name)
                 self._stopping = True
@@ -291,6 +293,7 @@ class CampaignRun:
     # ------------------------------------------------------------------ operator control
     def set_control(self, control: Control) -> None:
         """Pause, resume or cancel (already stored in the ledger by the caller)."""
+        self._controlled = True
         if self.control is Control.CANCELLED:
             return
         self.control = control

@@ -300,22 +300,27 @@ class RoutePool:
         return found
 
     def set_gate(self, run: object, open_: bool) -> None:
-        """Open or close ``run``'s lane (closed: its parts wait, armed ones included; what
-        is already written settles normally)."""
+        """Open or close ``run``'s lane (closed: its parts wait, the ones already armed but
+        not written included: they go back to the front of the lane, still IN_FLIGHT in the
+        ledger, so a pause holds at once even on a slow bind with a deep window)."""
         lane = self.lane(run)
         if lane.open != open_:
             lane.open = open_
             if open_:
                 self._queued.set()
             else:
-                # Parts armed but not yet written wait too (still IN_FLIGHT in the ledger;
-                # arming them again is a no-op): nothing goes out once the gate is shut.
-                held = [item for item in self.armed if item.job.run is run]
-                if held:
-                    keep = [item for item in self.armed if item.job.run is not run]
-                    self.armed.clear()
-                    self.armed.extend(keep)
-                    lane.queue.extendleft(reversed(held))
+                self._hold(run)
+
+    def _hold(self, run: object) -> None:
+        """Move ``run``'s armed parts (not written yet) back to the front of its lane."""
+        held = [item for item in self.armed if item.job.run is run]
+        if not held:
+            return
+        keep = [item for item in self.armed if item.job.run is not run]
+        self.armed.clear()  # in place: the pumps hold this deque
+        self.armed.extend(keep)
+        self.lane(run).queue.extendleft(reversed(held))
+        self._m_queue.set(self.backlog)
 
     def set_pace(self, run: object, rate: float | None) -> None:
         """Cap ``run``'s parts per second on this route (None: no cap of its own)."""
@@ -398,6 +403,10 @@ class RoutePool:
                 await asyncio.sleep(0.5)
                 continue
             self.armed.extend(batch)
+            for run in {item.job.run for item in batch}:
+                lane = self.lanes.get(run)
+                if lane is not None and not lane.open:  # closed while the ledger marked
+                    self._hold(run)
             self._m_queue.set(self.backlog)
             if not self._work.is_set():
                 self._work.set()
@@ -450,8 +459,9 @@ class RoutePool:
             self._queued.set()
 
     def retry(self, item: WorkItem) -> None:
-        """A part already IN_FLIGHT goes again: straight to the front of the armed queue
-        (or of its lane's queue while the lane is shut)."""
+        """A part already IN_FLIGHT goes again: straight to the front of the armed queue,
+        or, while its lane is closed (paused, cancelled, quiet hours), to the front of the
+        lane, to wait for the gate like the rest (the armer does not mark it again)."""
         lane = self.lanes.get(item.job.run)
         if lane is not None and not lane.open:
             lane.queue.appendleft(item)
