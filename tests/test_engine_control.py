@@ -49,7 +49,7 @@ REPO = Path(__file__).resolve().parent.parent
 TOKEN = "ctl-test-token"
 NAME = "jaga"
 N = 5_000
-ROUTE = RouteSpec("telkomsel", ("811", "812", "813"), tps=500, window=50)
+ROUTE = RouteSpec("telkomsel", ("811", "812", "813"), tps=1000, window=50)
 #: Submits before the operator acts (~2 s at 500/s).
 FIRST = 1_000
 
@@ -446,7 +446,7 @@ async def test_pause_also_holds_retries(
     retry due after the pause must wait for the resume too, not reach the SMSC."""
     topic = await kafka_topic(partitions=3)
     await fill(kafka_bootstrap, topic, numbers(N))
-    profile = simulator_profile([ROUTE], faults={"error_rates": {0x08: 0.3}})  # ESME_RSYSERR
+    profile = simulator_profile([ROUTE], faults={"error_rates": {0x08: 0.1}})  # ESME_RSYSERR
     async with Simulator(profile) as smsc:
         env = make_env(tmp_path, kafka_bootstrap, smsc.port, capsys)
         stack = await start(env.config, topic)

@@ -58,7 +58,7 @@ def write_files(tmp: Path, bootstrap: str, sim_port: int, topic: str, on_unknown
                 "segments": [topic],
                 "template": "Jaga Persatuan Indonesia, datang ke TPS dan gunakan hak pilih",
                 "on_unknown": on_unknown,
-                "receipt_wait": "15s",
+                "receipt_wait": "5s",  # receipts the killed engine acked are never re-sent
             }
         ]
     }
