@@ -680,19 +680,7 @@ class SqliteLedger:
         self._begin()
         try:
             flight = self._flight.get(cid)
-            if flight:
-                found: dict[str, list[Any]] = {}
-                lookup = []
-                for msisdn in map(_FIRST, rows):
-                    hit = flight.get(msisdn)
-                    if hit is None:
-                        lookup.append(msisdn)
-                    else:
-                        found[msisdn] = hit
-                if lookup:
-                    found.update(self._recipients_by_msisdn(cid, _json(lookup)))
-            else:
-                found = self._recipients_by_msisdn(cid, _json(map(_FIRST, rows)))
+            found = self._rows(cid, [o[0] for o in rows])
             missing = {o[0]: o for o in rows if o[0] not in found}
             if missing:  # engine bug or hand-made outcome: make it countable, not lost
                 conn.executemany(
@@ -744,6 +732,24 @@ class SqliteLedger:
         if flight:
             for msisdn in map(_FIRST, rows):
                 flight.pop(msisdn, None)
+
+    def _rows(self, cid: int, msisdns: Sequence[str]) -> dict[str, list[Any]]:
+        """msisdn -> [id, state code, route or ''], from the cache where it can (the
+        cache's lists themselves: the caller may update them), else from the table."""
+        flight = self._flight.get(cid)
+        if not flight:
+            return self._recipients_by_msisdn(cid, _json(msisdns))
+        found: dict[str, list[Any]] = {}
+        lookup = []
+        for msisdn in msisdns:
+            hit = flight.get(msisdn)
+            if hit is None:
+                lookup.append(msisdn)
+            else:
+                found[msisdn] = hit
+        if lookup:
+            found.update(self._recipients_by_msisdn(cid, _json(lookup)))
+        return found
 
     def _recipients_by_msisdn(self, cid: int, msisdns_json: str) -> dict[str, list[Any]]:
         """msisdn -> [id, state code, route or ''] for the numbers given (a JSON array)."""
@@ -965,18 +971,7 @@ class SqliteLedger:
         flight = self._flight.get(cid)
         self._begin()
         try:
-            found: dict[str, list[Any]] = {}
-            lookup: Sequence[str] = msisdns
-            if flight:
-                lookup = []
-                for msisdn in msisdns:
-                    hit = flight.get(msisdn)
-                    if hit is None:
-                        lookup.append(msisdn)
-                    else:
-                        found[msisdn] = hit
-            if lookup:
-                found.update(self._recipients_by_msisdn(cid, _json(lookup)))
+            found = self._rows(cid, msisdns)
             deltas: Deltas = defaultdict(int)
             ids = []
             changed = []
