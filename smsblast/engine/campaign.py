@@ -37,6 +37,15 @@ The campaign is done when every partition reached its snapshot, nothing is in
 memory or PENDING (or only on routes down longer than ``route_down_grace``),
 and, with receipts requested, every SUBMITTED recipient has its receipt or
 ``receipt_wait`` has passed.
+
+Schedule and control: a run waits for its wave's ``start_at`` (on the engine's
+clock), then owns one lane per route (engine.pool). The plan loop, every
+PLAN_TICK, opens or shuts those lanes (operator pause or cancel, quiet hours)
+and re-plans each route (engine.planner): the lane's pacer gets the rate that
+ends the route's remaining work just before the deadline (``pace: even``) or
+its ``max_share`` of the route, and the remaining, target and projected-finish
+gauges are set for Grafana. An operator's control is stored in the ledger
+before the run hears of it, so a restarted run starts paused or cancelled.
 """
 
 from __future__ import annotations
