@@ -165,6 +165,7 @@ class CampaignRun:
         self._m_supp = m.RECIPIENTS_SUPPRESSED.labels(*labels)
         self._m_in_flight = m.CAMPAIGN_IN_FLIGHT.labels(*labels)
         self._m_lag = m.CONSUMER_LAG.labels(*labels)
+        self._m_pending = m.CAMPAIGN_PENDING.labels(*labels)
         self._read_to: dict[PartKey, int] = {}  # next offset to read, per partition
 
     # ------------------------------------------------------------------ setup
@@ -345,6 +346,10 @@ class CampaignRun:
             m.CAMPAIGN_STATE.labels(self.name, name).set(1 if name == state else 0)
 
     # ------------------------------------------------------------------ pacing and projection
+    def _unread(self) -> int:
+        """Records of the snapshot not read yet (the consumer lag)."""
+        return sum(max(0, end - self._read_to.get(k, 0)) for k, end in self.snapshot.items())
+
     async def _plan_loop(self) -> None:
         while True:
             try:
@@ -358,8 +363,8 @@ class CampaignRun:
         self._apply_gates()
         now = engine.clock.now()
         tallies = await engine.ledger.counts_by_route(self.name)
-        unread = sum(max(0, end - self._read_to.get(k, 0)) for k, end in self.snapshot.items())
-        remaining = remaining_recipients(tallies, unread, engine.pools)
+        self._m_pending.set(sum(states.get(State.PENDING.value, 0) for states in tallies.values()))
+        remaining = remaining_recipients(tallies, self._unread(), engine.pools)
         parts_per = self._parts_seen / self._jobs_seen if self._jobs_seen else 1.0
         deadline = aim(self.start_at, self.deadline)
         warm = self._open_since is not None and now - self._open_since >= WARM_UP
@@ -527,9 +532,7 @@ class CampaignRun:
                 )
                 claims.append((claim, key, rec.offset, parts, parked))
         self._m_read.inc(read)
-        self._m_lag.set(
-            sum(max(0, end - self._read_to.get(k, 0)) for k, end in self.snapshot.items())
-        )
+        self._m_lag.set(self._unread())
         # Durable facts first; then queue, dead-letter and complete offsets.
         if rejects:
             await engine.ledger.record_rejects(self.name, rejects)
@@ -740,15 +743,12 @@ class CampaignRun:
         m.CAMPAIGN_DONE.labels(self.name).set(done)
 
     async def _commit_loop(self) -> None:
-        pending = m.CAMPAIGN_PENDING.labels(self.name)
         while True:
             await asyncio.sleep(1.0)
             try:
                 await self.commit()
-                counts = await self.engine.ledger.counts(self.name)
-                pending.set(counts.get(State.PENDING.value, 0))
             except Exception:
-                log.exception("%s: commit/progress update failed; retrying", self.name)
+                log.exception("%s: offset commit failed; retrying", self.name)
 
     # ------------------------------------------------------------------ backlog
     async def _backfill_loop(self) -> None:
