@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 
+from smsblast.procs import stop_process
+
 
 class BrokerUnavailable(RuntimeError):
     """The embedded broker could not be found or did not start."""
@@ -93,13 +95,7 @@ class EmbeddedBroker:
         proc = self.process
         if proc is None:
             return
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
+        stop_process(proc, 5)
         self.process = None
 
     def __enter__(self) -> EmbeddedBroker:

@@ -40,6 +40,7 @@ from prometheus_client import make_wsgi_app
 
 from smsblast.metrics import REGISTRY
 from smsblast.optout import OptOutList
+from smsblast.procs import stop_process
 from smsblast.simulator import Simulator
 from tests.conftest import TopicFactory
 from tests.engine_stack import (
@@ -189,12 +190,7 @@ def prometheus(
             time.sleep(0.1)
         yield server
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc, 10)
         log.close()
 
 

@@ -20,6 +20,7 @@ from typing import Any
 
 import yaml
 
+from smsblast.procs import stop_process
 from smsblast.simulator.profile import Profile
 
 __all__ = ["SimulatorProcess", "simulator_process"]
@@ -71,9 +72,4 @@ def simulator_process(
             raise RuntimeError("simulator process did not start")
         yield SimulatorProcess(proc, port, http_port)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+        stop_process(proc, 10)
