@@ -364,7 +364,12 @@ class KafkaConfig(_Model):
 
 
 class LedgerConfig(_Model):
+    """``worker``: where the ledger's SQLite work runs. ``process`` (default): a child
+    process, so it uses the second core instead of sharing the event loop's GIL (measured:
+    see ``smsblast/ledger_process.py``); ``thread``: a thread of the engine's process."""
+
     path: str = Field(default="smsblast-ledger.sqlite", min_length=1)
+    worker: Literal["process", "thread"] = "process"
 
 
 class MetricsConfig(_Model):

@@ -62,7 +62,7 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from operator import itemgetter
-from typing import Any, Final, NamedTuple, Protocol, TypeVar
+from typing import Any, Final, NamedTuple, Protocol, cast
 
 from smsblast.smpp.constants import status_name
 
@@ -1125,33 +1125,23 @@ def _campaign_info(row: tuple[Any, ...]) -> CampaignInfo:
     )
 
 
-T = TypeVar("T")
+class LedgerBackend(Protocol):
+    """Where :class:`AsyncLedger` runs its ledger: ``call`` runs one Ledger method by name.
+    Calls run one at a time, in the order made."""
+
+    async def call(self, name: str, args: tuple[Any, ...]) -> Any: ...
+    async def close(self) -> None: ...
 
 
-class AsyncLedger:
-    """A :class:`Ledger` on one dedicated worker thread, for use from an event loop.
+class ThreadBackend:
+    """A :class:`Ledger` made by ``factory`` on one dedicated worker thread (SQLite
+    connections stay on the thread that made them). An error opening it is raised by every
+    call. Arguments cross to the thread as they are."""
 
-    ``AsyncLedger(path)`` opens a :class:`SqliteLedger` on that thread (SQLite connections
-    stay on the thread that made them); pass ``factory`` for another implementation. Calls run
-    one at a time, in the order made; an error opening the ledger is raised by every call.
-    Arguments cross to the worker thread as they are: do not mutate a batch while its call
-    is pending.
-    """
-
-    def __init__(
-        self,
-        path: str | os.PathLike[str] | None = None,
-        *,
-        factory: Callable[[], Ledger] | None = None,
-    ) -> None:
-        if factory is None:
-            if path is None:
-                raise TypeError("AsyncLedger needs a path or a factory")
-            factory = functools.partial(SqliteLedger, path)
+    def __init__(self, factory: Callable[[], Ledger]) -> None:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ledger")
         self._ledger: Ledger | None = None
         self._open_error: BaseException | None = None
-        self._closed = False
         self._executor.submit(self._open, factory)
 
     def _open(self, factory: Callable[[], Ledger]) -> None:
@@ -1160,81 +1150,16 @@ class AsyncLedger:
         except BaseException as exc:
             self._open_error = exc
 
-    def _on_thread(self, fn: Callable[[Ledger], T]) -> T:
+    def _on_thread(self, name: str, args: tuple[Any, ...]) -> Any:
         if self._ledger is None:
             raise LedgerError("the ledger failed to open") from self._open_error
-        return fn(self._ledger)
+        return getattr(self._ledger, name)(*args)
 
-    async def _run(self, fn: Callable[[Ledger], T]) -> T:
-        if self._closed:
-            raise LedgerError("the ledger is closed")
+    async def call(self, name: str, args: tuple[Any, ...]) -> Any:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self._on_thread, fn)
-
-    async def open_campaign(self, campaign: str, snapshot: dict[str, int] | None) -> CampaignInfo:
-        return await self._run(lambda led: led.open_campaign(campaign, snapshot))
-
-    async def set_control(self, campaign: str, control: str) -> None:
-        await self._run(lambda led: led.set_control(campaign, control))
-
-    async def claim(
-        self, campaign: str, claims: Sequence[Claim], state: State
-    ) -> list[State | None]:
-        return await self._run(lambda led: led.claim(campaign, claims, state))
-
-    async def record_rejects(self, campaign: str, rows: Sequence[tuple[str, State, str]]) -> None:
-        await self._run(lambda led: led.record_rejects(campaign, rows))
-
-    async def record_outcomes(self, campaign: str, rows: Sequence[Outcome]) -> None:
-        await self._run(lambda led: led.record_outcomes(campaign, rows))
-
-    async def record_receipts(self, rows: Sequence[ReceiptRow]) -> list[ReceiptRow]:
-        return await self._run(lambda led: led.record_receipts(rows))
-
-    async def park_unmatched(self, rows: Sequence[ReceiptRow]) -> None:
-        await self._run(lambda led: led.park_unmatched(rows))
-
-    async def match_parked(self, now: float | None = None) -> int:
-        return await self._run(lambda led: led.match_parked(now))
-
-    async def pending(
-        self, campaign: str, route: str | None, limit: int, after: int = 0
-    ) -> list[PendingRow]:
-        return await self._run(lambda led: led.pending(campaign, route, limit, after))
-
-    async def pending_by_route(self, campaign: str) -> dict[str, int]:
-        return await self._run(lambda led: led.pending_by_route(campaign))
-
-    async def in_flight(self, campaign: str, limit: int, after: str = "") -> list[str]:
-        return await self._run(lambda led: led.in_flight(campaign, limit, after))
-
-    async def mark(
-        self,
-        campaign: str,
-        msisdns: Sequence[str],
-        state: State,
-        error: str = "",
-        only_from: State | None = None,
-    ) -> int:
-        return await self._run(lambda led: led.mark(campaign, msisdns, state, error, only_from))
-
-    async def counts(self, campaign: str) -> dict[str, int]:
-        return await self._run(lambda led: led.counts(campaign))
-
-    async def counts_by_route(self, campaign: str) -> dict[str, dict[str, int]]:
-        return await self._run(lambda led: led.counts_by_route(campaign))
-
-    async def report(self, campaign: str, unknown_cap: int = 1000) -> dict[str, Any]:
-        return await self._run(lambda led: led.report(campaign, unknown_cap))
-
-    async def campaigns(self) -> list[CampaignInfo]:
-        return await self._run(lambda led: led.campaigns())
+        return await loop.run_in_executor(self._executor, self._on_thread, name, args)
 
     async def close(self) -> None:
-        """Close the ledger on its thread, then stop the thread. Idempotent."""
-        if self._closed:
-            return
-        self._closed = True
         try:
             await asyncio.get_running_loop().run_in_executor(self._executor, self._close)
         finally:
@@ -1244,3 +1169,104 @@ class AsyncLedger:
         if self._ledger is not None:
             self._ledger.close()
             self._ledger = None
+
+
+class AsyncLedger:
+    """A :class:`Ledger` for use from an event loop.
+
+    ``AsyncLedger(path)`` runs a :class:`SqliteLedger` on a worker thread
+    (:class:`ThreadBackend`); with ``process=True`` it runs in a child process instead
+    (:class:`~smsblast.ledger_process.ProcessBackend`; the engine's default, see that module
+    for why), which needs a running event loop. Pass ``factory`` for another implementation
+    on the thread. Calls run one at a time, in the order made; an error opening the ledger is
+    raised by every call. Do not mutate a batch while its call is pending.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str] | None = None,
+        *,
+        factory: Callable[[], Ledger] | None = None,
+        process: bool = False,
+    ) -> None:
+        self._closed = False
+        self._backend: LedgerBackend
+        if factory is None and path is None:
+            raise TypeError("AsyncLedger needs a path or a factory")
+        if factory is None and process:
+            from smsblast.ledger_process import ProcessBackend  # it imports this module
+
+            self._backend = ProcessBackend(os.fspath(path or ""))
+        else:
+            self._backend = ThreadBackend(factory or functools.partial(SqliteLedger, path or ""))
+
+    async def _call(self, name: str, *args: Any) -> Any:
+        if self._closed:
+            raise LedgerError("the ledger is closed")
+        return await self._backend.call(name, args)
+
+    async def open_campaign(self, campaign: str, snapshot: dict[str, int] | None) -> CampaignInfo:
+        return cast("CampaignInfo", await self._call("open_campaign", campaign, snapshot))
+
+    async def set_control(self, campaign: str, control: str) -> None:
+        await self._call("set_control", campaign, control)
+
+    async def claim(
+        self, campaign: str, claims: Sequence[Claim], state: State
+    ) -> list[State | None]:
+        return cast("list[State | None]", await self._call("claim", campaign, claims, state))
+
+    async def record_rejects(self, campaign: str, rows: Sequence[tuple[str, State, str]]) -> None:
+        await self._call("record_rejects", campaign, rows)
+
+    async def record_outcomes(self, campaign: str, rows: Sequence[Outcome]) -> None:
+        await self._call("record_outcomes", campaign, rows)
+
+    async def record_receipts(self, rows: Sequence[ReceiptRow]) -> list[ReceiptRow]:
+        return cast("list[ReceiptRow]", await self._call("record_receipts", rows))
+
+    async def park_unmatched(self, rows: Sequence[ReceiptRow]) -> None:
+        await self._call("park_unmatched", rows)
+
+    async def match_parked(self, now: float | None = None) -> int:
+        return cast("int", await self._call("match_parked", now))
+
+    async def pending(
+        self, campaign: str, route: str | None, limit: int, after: int = 0
+    ) -> list[PendingRow]:
+        return cast("list[PendingRow]", await self._call("pending", campaign, route, limit, after))
+
+    async def pending_by_route(self, campaign: str) -> dict[str, int]:
+        return cast("dict[str, int]", await self._call("pending_by_route", campaign))
+
+    async def in_flight(self, campaign: str, limit: int, after: str = "") -> list[str]:
+        return cast("list[str]", await self._call("in_flight", campaign, limit, after))
+
+    async def mark(
+        self,
+        campaign: str,
+        msisdns: Sequence[str],
+        state: State,
+        error: str = "",
+        only_from: State | None = None,
+    ) -> int:
+        return cast("int", await self._call("mark", campaign, msisdns, state, error, only_from))
+
+    async def counts(self, campaign: str) -> dict[str, int]:
+        return cast("dict[str, int]", await self._call("counts", campaign))
+
+    async def counts_by_route(self, campaign: str) -> dict[str, dict[str, int]]:
+        return cast("dict[str, dict[str, int]]", await self._call("counts_by_route", campaign))
+
+    async def report(self, campaign: str, unknown_cap: int = 1000) -> dict[str, Any]:
+        return cast("dict[str, Any]", await self._call("report", campaign, unknown_cap))
+
+    async def campaigns(self) -> list[CampaignInfo]:
+        return cast("list[CampaignInfo]", await self._call("campaigns"))
+
+    async def close(self) -> None:
+        """Close the ledger (its last transaction is on disk when this returns). Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        await self._backend.close()

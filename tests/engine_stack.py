@@ -113,7 +113,7 @@ def make_engine(
     optout: OptOutList | None = None,
     **kw: Any,
 ) -> tuple[Engine, AsyncLedger]:
-    ledger = AsyncLedger(config.ledger.path)
+    ledger = AsyncLedger(config.ledger.path, process=config.ledger.worker == "process")
     kw.setdefault("route_down_grace", 3.0)
     kw.setdefault("drain_timeout", 3.0)
     return Engine(config, campaigns, ledger, optout, **kw), ledger

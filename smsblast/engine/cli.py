@@ -22,6 +22,7 @@ from smsblast.config import (
     load_campaigns,
     load_engine_config,
 )
+from smsblast.gctune import tune_for_throughput
 from smsblast.logs import register_secret
 
 log = logging.getLogger("smsblast.engine")
@@ -118,6 +119,7 @@ def run_main(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"smsblast run: configuration error:\n{exc}", file=sys.stderr)
         return EXIT_CONFIG
+    tune_for_throughput()
     return run_async(_run(args, config, campaigns))
 
 
@@ -213,7 +215,7 @@ async def run_engine(config: Any, campaigns: list[Any], options: RunOptions) -> 
     metrics_url, stop_metrics = start_metrics(config)
     if metrics_url is not None:
         print(f"metrics: {metrics_url}", flush=True)
-    ledger = AsyncLedger(config.ledger.path)
+    ledger = AsyncLedger(config.ledger.path, process=config.ledger.worker == "process")
     engine = Engine(
         config,
         campaigns,

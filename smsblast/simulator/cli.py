@@ -19,6 +19,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from smsblast.aio import run as run_async
+from smsblast.gctune import tune_for_throughput
 from smsblast.simulator.profile import Profile, load_profile, parse_hostport
 from smsblast.simulator.server import Simulator
 
@@ -143,6 +144,7 @@ def run_from_args(args: argparse.Namespace) -> int:
     except (OSError, ValueError, ValidationError) as exc:
         print(f"smsblast simulate: bad profile: {exc}", file=sys.stderr)
         return 2
+    tune_for_throughput()
     try:
         run_async(serve(profile), use_uvloop=not args.no_uvloop)
     except OSError as exc:
