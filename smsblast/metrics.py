@@ -7,6 +7,11 @@ own (``REGISTRY``) so the simulator, tests and the engine never collide.
 
 from __future__ import annotations
 
+from bisect import bisect_left
+from collections import Counter as Tally
+from collections.abc import Sequence
+from functools import partial
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 REGISTRY = CollectorRegistry(auto_describe=True)
@@ -207,3 +212,27 @@ BIND_THROTTLED = Counter(
     ["route", "bind"],
     registry=REGISTRY,
 )
+
+
+def observe_many(histogram: Histogram, values: Sequence[float]) -> None:
+    """``histogram.observe(v)`` for every value, in one pass.
+
+    prometheus_client's ``observe`` takes a lock for the sum, walks the buckets in Python and
+    takes another lock for the bucket: about 2 us per value, measured at 2-5% of the engine's
+    samples when called per submit_sm_resp and per receipt. Here the bucket of each value is
+    found by ``bisect`` and each bucket touched is incremented once. It uses the histogram's
+    own fields (``_upper_bounds``, ``_buckets``, ``_sum``; tests/test_metrics_batch.py checks
+    it agrees with ``observe``) and falls back to ``observe`` if they are not there.
+    """
+    if not values:
+        return
+    bounds = getattr(histogram, "_upper_bounds", None)
+    buckets = getattr(histogram, "_buckets", None)
+    total = getattr(histogram, "_sum", None)
+    if bounds is None or buckets is None or total is None:
+        for value in values:
+            histogram.observe(value)
+        return
+    for index, n in Tally(map(partial(bisect_left, bounds), values)).items():
+        buckets[index].inc(n)
+    total.inc(sum(values))

@@ -55,8 +55,8 @@ import json
 import logging
 import math
 import time
-from collections import Counter
-from typing import TYPE_CHECKING, Any
+from collections import Counter, defaultdict
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.structs import OffsetAndMetadata
@@ -103,6 +103,15 @@ STATES = ("waiting", "running", "quiet", "paused", "cancelled", "done")
 PartKey = tuple[str, int]
 
 
+class _Batch(NamedTuple):
+    """A batch of records, prepared: what ``_record`` makes durable, then acts on."""
+
+    rejects: list[tuple[str, State, str]]
+    reject_offsets: list[tuple[PartKey, int]]
+    dead: list[tuple[Any, str, str]]
+    claims: list[tuple[Claim, PartKey, int, tuple[PartSpec, ...], bool]]
+
+
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
     def __init__(self, run: CampaignRun) -> None:
         self.run = run
@@ -147,6 +156,7 @@ class CampaignRun:
         #: route -> (cursor, found something in this pass): the backfill pages through
         self._backfill_at: dict[str, tuple[int, bool]] = {}
         self._m_routes: dict[str, tuple[Any, Any]] = {}
+        self._latencies: defaultdict[str, list[float]] = defaultdict(list)
         self._route_jobs: Counter[str] = Counter()  # jobs in memory per route
         self._active: set[str] = set()  # msisdns of the jobs in memory (bounded by in_memory)
         self.stats: Counter[str] = Counter()
@@ -419,17 +429,33 @@ class CampaignRun:
         }
 
     async def _read_loop(self, consumer: AIOKafkaConsumer) -> None:
+        """Read, prepare and record batches until the snapshot is read (or a stop).
+
+        A batch is prepared (parsed, checked, routed, rendered: CPU only) while the one
+        before it is being recorded (ledger round trips, then queued on the routes), so the
+        ledger's latency overlaps the next batch's work instead of idling the loop: measured
+        at 250-300 ms a claim under load. Batches are recorded one at a time and in order,
+        so of a number in two batches the first claims it and the second sees the claim.
+        Parking decisions and the memory cap may run one batch behind."""
         cap = self.engine.max_in_memory
-        while not self._stopping:
-            if self.in_memory >= cap:
-                self._room.clear()
-                await self._room.wait()
-                continue
-            batch = await consumer.getmany(timeout_ms=100, max_records=min(READ_BATCH, cap))
-            if batch:
-                await self._process(consumer, batch)
-            elif await self._input_exhausted(consumer):
-                return
+        recording: asyncio.Task[None] | None = None
+        try:
+            while not self._stopping:
+                if self.in_memory >= cap:
+                    self._room.clear()
+                    await self._room.wait()
+                    continue
+                batch = await consumer.getmany(timeout_ms=100, max_records=min(READ_BATCH, cap))
+                if batch:
+                    prepared = self._prepare(consumer, batch)
+                    if recording is not None:
+                        await recording
+                    recording = asyncio.create_task(self._record(prepared))
+                elif await self._input_exhausted(consumer):
+                    return
+        finally:
+            if recording is not None:
+                await recording
 
     async def _input_exhausted(self, consumer: AIOKafkaConsumer) -> bool:
         """Every assigned partition has been read up to its snapshot end."""
@@ -444,9 +470,11 @@ class CampaignRun:
         return True
 
     # ------------------------------------------------------------------ one batch
-    async def _process(
+    def _prepare(
         self, consumer: AIOKafkaConsumer, batch: dict[TopicPartition, list[Any]]
-    ) -> None:
+    ) -> _Batch:
+        """Turn a batch of records into what must be recorded: rejects (and their dead
+        letters) and claims, each new recipient parked or not. No I/O."""
         engine = self.engine
         rejects: list[tuple[str, State, str]] = []
         reject_offsets: list[tuple[PartKey, int]] = []
@@ -533,7 +561,13 @@ class CampaignRun:
                 claims.append((claim, key, rec.offset, parts, parked))
         self._m_read.inc(read)
         self._m_lag.set(self._unread())
-        # Durable facts first; then queue, dead-letter and complete offsets.
+        return _Batch(rejects, reject_offsets, dead, claims)
+
+    async def _record(self, batch: _Batch) -> None:
+        """Durable facts first; then queue, dead-letter and complete offsets."""
+        engine = self.engine
+        tracker = self.tracker
+        rejects, reject_offsets, dead, claims = batch
         if rejects:
             await engine.ledger.record_rejects(self.name, rejects)
         if dead:
@@ -602,7 +636,6 @@ class CampaignRun:
         self._active.add(msisdn)
         self._route_jobs[route] += 1
         self.in_memory += 1
-        self._m_in_flight.set(self.in_memory)
 
     # ------------------------------------------------------------------ outcomes
     def on_part_outcome(self, worker: BindWorker, item: WorkItem, outcome: SubmitOutcome) -> None:
@@ -612,10 +645,8 @@ class CampaignRun:
         if kind is OutcomeKind.ACCEPTED:
             key = worker.key_prefix + normalize_message_id(outcome.message_id, worker.id_format)
             job.message_ids.append((item.part, outcome.message_id, key))
-            accepted, latency = self._route_metrics(route)
-            accepted.inc()
             self._sent[route] += 1
-            latency.observe(outcome.latency)
+            self._latencies[route].append(outcome.latency)  # to the metrics at the next flush
             self.engine.receipts.note_accepted(key)
         elif kind is OutcomeKind.RETRYABLE or (
             kind is OutcomeKind.UNKNOWN and self.cfg.on_unknown == "resubmit"
@@ -660,14 +691,20 @@ class CampaignRun:
             if job.remaining == 0:
                 self._settle(job)
 
-    def _route_metrics(self, route: str) -> tuple[Any, Any]:
-        found = self._m_routes.get(route)
-        if found is None:
-            found = self._m_routes[route] = (
-                m.SUBMITS_ACCEPTED.labels(self.name, route),
-                m.SUBMIT_LATENCY.labels(route),
-            )
-        return found
+    def _flush_metrics(self) -> None:
+        """Accepted parts and their response latencies since the last flush, to Prometheus
+        in one step per route (per-message metric calls cost ~5% of the loop)."""
+        for route, latencies in self._latencies.items():
+            if latencies:
+                found = self._m_routes.get(route)
+                if found is None:
+                    found = self._m_routes[route] = (
+                        m.SUBMITS_ACCEPTED.labels(self.name, route),
+                        m.SUBMIT_LATENCY.labels(route),
+                    )
+                found[0].inc(len(latencies))
+                m.observe_many(found[1], latencies)
+                latencies.clear()
 
     def _settle(self, job: Job) -> None:
         if job.failed_status is not None:
@@ -687,7 +724,9 @@ class CampaignRun:
             self._room.set()
 
     async def _flush(self) -> None:
+        self._flush_metrics()
         if not self._outcomes:
+            self._m_in_flight.set(self.in_memory)
             return
         batch, self._outcomes = self._outcomes, []
         try:

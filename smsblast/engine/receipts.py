@@ -14,8 +14,8 @@ import asyncio
 import itertools
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable
-from typing import Any
 
 from smsblast import metrics as m
 from smsblast.ledger import AsyncLedger, ReceiptRow
@@ -54,6 +54,10 @@ class ReceiptCorrelator:
         self.grace = grace
         self._buffer: list[ReceiptRow] = []
         self._retry: list[ReceiptRow] = []
+        # Receipts per ledger state and receipt latencies since the last flush: they reach
+        # Prometheus once per flush, not once per receipt.
+        self._by_state: Counter[str] = Counter()
+        self._latencies: list[float] = []
         self.stats = {
             "received": 0,
             "matched": 0,
@@ -68,8 +72,6 @@ class ReceiptCorrelator:
         """A deliver_sm callback for the binds of one SMSC: its receipts write ids in
         ``receipt_format``; ``key_prefix`` names the SMSC, so two SMSCs issuing the
         same id never meet in the ledger."""
-
-        state_counters: dict[str, Any] = {}
 
         def on_deliver(pdu: DeliverSm) -> None:
             if not pdu.esm_class & ESM_CLASS_DELIVERY_RECEIPT:
@@ -95,17 +97,22 @@ class ReceiptCorrelator:
                 return
             key = key_prefix + normalize_message_id(raw_id, receipt_format)
             self._buffer.append(ReceiptRow(key, ledger_state, raw_id, time.time()))
-            counter = state_counters.get(ledger_state)
-            if counter is None:
-                counter = state_counters[ledger_state] = m.RECEIPTS.labels(ledger_state)
-            counter.inc()
+            self._by_state[ledger_state] += 1
             sent = self.accepted_at.pop(key, None)
             if sent is not None:
-                m.RECEIPT_LATENCY.observe(time.monotonic() - sent)
+                self._latencies.append(time.monotonic() - sent)
 
         return on_deliver
 
+    def _flush_metrics(self) -> None:
+        for state, n in self._by_state.items():
+            m.RECEIPTS.labels(state).inc(n)
+        self._by_state.clear()
+        m.observe_many(m.RECEIPT_LATENCY, self._latencies)
+        self._latencies.clear()
+
     async def flush(self) -> None:
+        self._flush_metrics()
         retried = len(self._retry)
         rows = self._retry + self._buffer
         self._buffer = []
