@@ -447,6 +447,10 @@ class RoutePool:
     def backlog(self) -> int:
         return sum(len(lane.queue) for lane in self.lanes.values()) + len(self.armed)
 
+    def recent_rate(self) -> int:
+        """Parts this route's binds had accepted over the last second."""
+        return sum(w.accepted_1s.total for w in self.workers if w.sends)
+
     def lane_backlog(self, run: object) -> int:
         """``run``'s parts queued here (armed parts of every campaign included: they go first)."""
         lane = self.lanes.get(run)
