@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import cProfile
 import io
 import pstats
@@ -22,6 +23,7 @@ from typing import Any
 from loadtest import plots
 from loadtest.report import scenario_dir, write_results
 from smsblast.client import Bind, BindConfig, OutcomeKind, SubmitOutcome
+from smsblast.procs import stop_process
 from smsblast.smpp.constants import Npi, Ton
 from smsblast.smpp.fast import SubmitTemplate
 from smsblast.smpp.pdu import SubmitSm
@@ -39,7 +41,7 @@ def start_sink() -> tuple[subprocess.Popen[str], int]:
     assert proc.stdout is not None
     line = proc.stdout.readline()
     if not line.startswith("LISTENING"):
-        proc.kill()
+        stop_process(proc, grace=5)
         raise RuntimeError(f"sink did not start: {line!r}")
     return proc, int(line.split()[1])
 
@@ -168,8 +170,10 @@ def main(argv: list[str] | None = None) -> int:
         write_results(args.out, "ceiling", {"cells": cells}, args, plots=["throughput.png"])
     finally:
         assert sink.stdin is not None
-        sink.stdin.close()
-        sink.wait(10)
+        sink.stdin.close()  # the sink exits at EOF on stdin
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            sink.wait(10)
+        stop_process(sink, grace=5)  # if it did not
     return 0
 
 

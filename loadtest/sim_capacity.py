@@ -29,6 +29,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
 
+from smsblast.procs import stop_process
 from smsblast.smpp.codec import encode
 from smsblast.smpp.constants import CommandId
 from smsblast.smpp.fast import SubmitTemplate
@@ -227,8 +228,7 @@ def run_once(args: argparse.Namespace) -> dict[str, Any]:
             result["sim_unique_destinations"] = acct["unique_destinations"]
             return result
         finally:
-            proc.terminate()
-            proc.wait(timeout=20)
+            stop_process(proc, grace=20)
 
 
 def run_client(args: argparse.Namespace, host: str, port: int) -> dict[str, Any]:

@@ -45,7 +45,9 @@ of row ids for recipients this process claimed and still awaits outcomes for, wh
 each outcome an index lookup.
 
 Not thread-safe: one :class:`SqliteLedger` belongs to one thread. :class:`AsyncLedger` runs one
-on a dedicated worker thread; SQLite releases the GIL while it works.
+on a dedicated worker thread (:class:`ThreadBackend`) or, as the engine does, in a child process
+(``smsblast/ledger_process.py``: on a thread, the ledger's Python half held the GIL and the
+engine never used more than one core).
 """
 
 from __future__ import annotations

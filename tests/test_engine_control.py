@@ -28,7 +28,7 @@ from smsblast.cli import main
 from smsblast.config import EngineConfig
 from smsblast.engine.engine import Engine
 from smsblast.engine.jobs import Job, WorkItem
-from smsblast.engine.pool import RoutePool
+from smsblast.engine.pool import RoutePool, never_written
 from smsblast.ledger import AsyncLedger
 from smsblast.simulator import Simulator
 from smsblast.smpp.parts import submit_parts
@@ -574,6 +574,12 @@ async def test_pause_holds_within_a_second_on_a_slow_bind(
         try:
             await wait_until("60 submits", lambda: watch.count >= 60)
             await pause_and_measure(env, watch)
+            # The parts taken back had never been written: their recipients are PENDING
+            # again, so a crash while paused would send them after the restart instead of
+            # reporting them unknown. Only what the SMSC saw is past PENDING.
+            paused = await stack.ledger.counts(NAME)
+            assert paused["in_flight"] == 0, paused
+            assert paused["pending"] == n - watch.count, (paused, watch.count)
             code, out, err = await env.ctl("resume", NAME)
             assert (code, out) == (0, f"campaign {NAME}: running\n"), err
             await asyncio.wait_for(asyncio.shield(stack.task), 60)
@@ -610,6 +616,27 @@ def msisdns(queue: Any) -> list[str]:
 
 async def never_armed(batch: list[WorkItem]) -> None:
     raise AssertionError("not expected to arm")
+
+
+def test_never_written_keeps_only_jobs_whose_every_part_is_held_on_a_first_attempt() -> None:
+    run = FakeRun()
+    two = submit_parts(split_message("x" * 200))  # two parts
+    whole = Job(cast(Any, run), "6281200000001", "r", two, None, -1, armed=True)
+    half_sent = Job(cast(Any, run), "6281200000002", "r", two, None, -1, armed=True)
+    retried = Job(cast(Any, run), "6281200000003", "r", PARTS, None, -1, armed=True)
+    unarmed = Job(cast(Any, run), "6281200000004", "r", PARTS, None, -1)
+    settled = Job(cast(Any, run), "6281200000005", "r", two, None, -1, armed=True)
+    settled.message_ids.append((0, "a", "a"))
+    held = [
+        WorkItem(whole, 0, 0),
+        WorkItem(whole, 1, 0),
+        WorkItem(half_sent, 1, 0),  # part 0 is in a window or done
+        WorkItem(retried, 0, 1),  # written once already
+        WorkItem(unarmed, 0, 0),
+        WorkItem(settled, 1, 0),
+        WorkItem(settled, 0, 0),  # an impossible mix, still refused: an id was recorded
+    ]
+    assert never_written(held) == [whole]
 
 
 async def test_closing_a_gate_takes_its_armed_parts_back_in_order() -> None:

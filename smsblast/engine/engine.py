@@ -22,7 +22,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from smsblast.client import SubmitOutcome
 from smsblast.config import Campaign, EngineConfig
 from smsblast.engine.campaign import CampaignRun, dead_letter_value
-from smsblast.engine.jobs import WorkItem
+from smsblast.engine.jobs import Job, WorkItem
 from smsblast.engine.pool import BindWorker, RoutePool
 from smsblast.engine.receipts import ReceiptCorrelator
 from smsblast.ledger import AsyncLedger, Control, State
@@ -60,7 +60,7 @@ class Engine:
         self.receipts = ReceiptCorrelator(ledger)
         self.pools: dict[str, RoutePool] = {}
         for route, route_cfg in config.routes.items():
-            pool = RoutePool(route, route_queue_cap, self._on_outcome, self._arm)
+            pool = RoutePool(route, route_queue_cap, self._on_outcome, self._arm, self._disarm)
             for index, smsc in enumerate(route_cfg.smscs):
                 prefix = f"{smsc.label}:"
                 on_deliver = self.receipts.handler(smsc.receipt_format, prefix)
@@ -83,6 +83,7 @@ class Engine:
         self._producer: AIOKafkaProducer | None = None
         self._dlq_ready: set[str] = set()
         self._stop = asyncio.Event()
+        self._background: set[asyncio.Future[Any]] = set()  # ledger calls nobody awaits
 
     def _on_outcome(self, worker: BindWorker, item: WorkItem, outcome: SubmitOutcome) -> None:
         item.job.run.on_part_outcome(worker, item, outcome)
@@ -104,6 +105,28 @@ class Engine:
             for job in jobs:
                 job.armed = False
             raise
+
+    def _disarm(self, jobs: list[Job]) -> None:
+        """Jobs a closed gate took back before any part was written: PENDING again.
+
+        ``armed`` is cleared now and the ledger call is made now, so it precedes (the ledger
+        runs calls in order) the IN_FLIGHT mark that re-arms them when the gate opens. If
+        the call fails they stay IN_FLIGHT, which is only more cautious."""
+        by_run: dict[str, list[str]] = {}
+        for job in jobs:
+            job.armed = False
+            by_run.setdefault(job.run.name, []).append(job.msisdn)
+        for name, msisdns in by_run.items():
+            call = asyncio.ensure_future(
+                self.ledger.mark(name, msisdns, State.PENDING, only_from=State.IN_FLIGHT)
+            )
+            self._background.add(call)
+            call.add_done_callback(self._background_done)
+
+    def _background_done(self, call: asyncio.Future[Any]) -> None:
+        self._background.discard(call)
+        if not call.cancelled() and call.exception() is not None:
+            log.error("could not mark held recipients pending: %s", call.exception())
 
     # ------------------------------------------------------------------ dead letters
     async def dead_letter(self, campaign: str, dead: list[tuple[Any, str, str]]) -> None:

@@ -54,7 +54,7 @@ from smsblast.client import (
     SubmitOutcome,
 )
 from smsblast.engine.congestion import RateController, RecentCount
-from smsblast.engine.jobs import WorkItem
+from smsblast.engine.jobs import Job, WorkItem
 from smsblast.ratelimit import AsyncRateLimiter, LimiterClosed, RateLimiter
 from smsblast.smpp.constants import Status
 from smsblast.smpp.errors import LocalProtocolError
@@ -65,6 +65,9 @@ log = logging.getLogger("smsblast.engine")
 
 OutcomeHandler = Callable[["BindWorker", WorkItem, SubmitOutcome], None]
 Armer = Callable[[list[WorkItem]], Awaitable[None]]  # marks the items' jobs IN_FLIGHT
+#: Told of jobs taken back before any of their parts was written (a gate closed): it marks
+#: them PENDING again and clears ``armed``, so a crash while paused does not leave them UNKNOWN.
+Disarmer = Callable[[list[Job]], None]
 
 #: Each rate window is enforced over W + 5 ms, so network jitter between our send
 #: and the SMSC's receive cannot push its 1-second count over the TPS (~0.5% of rate).
@@ -235,6 +238,23 @@ class BindWorker:
         await self.bind.close(drain_timeout=drain_timeout)
 
 
+def never_written(items: list[WorkItem]) -> list[Job]:
+    """The armed jobs among ``items`` none of whose parts can have been written: every part
+    is among ``items``, on its first attempt, and nothing of the job has settled. Pure."""
+    held: dict[int, int] = {}
+    jobs: dict[int, Job] = {}
+    for item in items:
+        job = item.job
+        if item.attempt == 0 and job.armed:
+            held[id(job)] = held.get(id(job), 0) + 1
+            jobs[id(job)] = job
+    return [
+        job
+        for key, job in jobs.items()
+        if held[key] == len(job.parts) == job.remaining and not job.message_ids
+    ]
+
+
 class Lane:
     """One campaign's parts waiting on one route, with its gate, pacer and weight."""
 
@@ -277,8 +297,16 @@ def share_out(n: int, lanes: list[tuple[Lane, int]]) -> list[int]:
 
 
 class RoutePool:
-    def __init__(self, name: str, queue_cap: int, on_outcome: OutcomeHandler, arm: Armer) -> None:
+    def __init__(
+        self,
+        name: str,
+        queue_cap: int,
+        on_outcome: OutcomeHandler,
+        arm: Armer,
+        disarm: Disarmer | None = None,
+    ) -> None:
         self.name = name
+        self._disarm = disarm
         self.lanes: dict[object, Lane] = {}
         self.armed: deque[WorkItem] = deque()  # IN_FLIGHT in the ledger, ready to write
         self.queue_cap = queue_cap  # per lane
@@ -321,6 +349,10 @@ class RoutePool:
         self.armed.extend(keep)
         self.lane(run).queue.extendleft(reversed(held))
         self._m_queue.set(self.backlog)
+        if self._disarm is not None:
+            untouched = never_written(held)
+            if untouched:
+                self._disarm(untouched)
 
     def set_pace(self, run: object, rate: float | None) -> None:
         """Cap ``run``'s parts per second on this route (None: no cap of its own)."""
