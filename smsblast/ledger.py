@@ -1133,6 +1133,7 @@ class LedgerBackend(Protocol):
 
     async def call(self, name: str, args: tuple[Any, ...]) -> Any: ...
     async def close(self) -> None: ...
+    def failure(self) -> asyncio.Future[LedgerError] | None: ...
 
 
 class ThreadBackend:
@@ -1160,6 +1161,9 @@ class ThreadBackend:
     async def call(self, name: str, args: tuple[Any, ...]) -> Any:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, self._on_thread, name, args)
+
+    def failure(self) -> asyncio.Future[LedgerError] | None:
+        return None  # a thread does not die on its own
 
     async def close(self) -> None:
         try:
@@ -1201,6 +1205,11 @@ class AsyncLedger:
             self._backend = ProcessBackend(os.fspath(path or ""))
         else:
             self._backend = ThreadBackend(factory or functools.partial(SqliteLedger, path or ""))
+
+    def failure(self) -> asyncio.Future[LedgerError] | None:
+        """A future that gets the error if the ledger stops serving on its own (its process
+        died), or None where it cannot (a thread). The engine stops when it does."""
+        return self._backend.failure()
 
     async def _call(self, name: str, *args: Any) -> Any:
         if self._closed:

@@ -222,6 +222,8 @@ class ProcessBackend:
         self._early: list[bytes] = []  # frames written before the connection was made
         self._transport: asyncio.Transport | None = None
         self._gone: LedgerError | None = None
+        self._closing = False
+        self._failure: asyncio.Future[LedgerError] = loop.create_future()
         self._connect = loop.create_task(self._start(parent))
 
     @property
@@ -244,9 +246,15 @@ class ProcessBackend:
             self._gone = LedgerError("the ledger failed to open")
             self._gone.__cause__ = exc
 
+    def failure(self) -> asyncio.Future[LedgerError]:
+        """Resolved with the error when the child stops serving without being closed."""
+        return self._failure
+
     def _on_lost(self, _: object) -> None:
         if self._gone is None:
-            self._gone = LedgerError(f"the ledger process is gone (exit code {self._proc.poll()})")
+            self._gone = LedgerError(f"the ledger process is gone (exit code {self._exit_code()})")
+        if not self._closing and not self._failure.done():
+            self._failure.set_result(self._gone)
         while self._waiting:
             fut = self._waiting.popleft()
             if not fut.done():
@@ -269,8 +277,16 @@ class ProcessBackend:
         self._waiting.append(fut)
         return await fut
 
+    def _exit_code(self) -> int | None:
+        """The child's exit code, waiting a moment for it: the socket closes as it exits."""
+        try:
+            return self._proc.wait(0.5)
+        except subprocess.TimeoutExpired:
+            return None
+
     async def close(self) -> None:
         """Ask the child to close the ledger and wait for it to exit."""
+        self._closing = True
         try:
             await self.call(_CLOSE, ())
         except LedgerError:

@@ -92,6 +92,41 @@ def accepted(smsc: SimulatorProcess) -> int:
     return int(smsc.stats()["totals"]["submits_accepted"])
 
 
+async def start_until_a_third_sent(cmd: list[str], smsc: SimulatorProcess) -> subprocess.Popen[str]:
+    """Start the engine; return once the SMSC accepted 30% of the recipients (mid-blast)."""
+    engine = start_engine(cmd)
+    deadline = time.monotonic() + 60
+    while accepted(smsc) < RECIPIENTS * 0.3 and time.monotonic() < deadline:
+        assert engine.poll() is None, engine.communicate()[0]
+        await asyncio.sleep(0.05)
+    return engine
+
+
+def at_risk() -> tuple[int, int]:
+    """Parts that may be on the wire at a crash: the windows, and the armed buffers
+    (window + 100 ms of rate per bind)."""
+    windows = sum(r.window * r.binds for r in ROUTES)
+    armed = sum((r.window + int(r.tps * 0.1) + 1) * r.binds for r in ROUTES)
+    return windows, armed
+
+
+def accounted_for(tmp: Path, out: str) -> dict[str, int]:
+    """The ledger's counts after the restart, checked: nobody lost (every recipient has a
+    final state or is reported unknown) and the unknown at most those at risk."""
+    ledger = SqliteLedger(str(tmp / "ledger.sqlite"))
+    try:
+        counts = ledger.counts("crash")
+    finally:
+        ledger.close()
+    # SUBMITTED without a receipt is possible: a receipt acknowledged by the killed
+    # process but not yet written to the ledger is not sent again by the SMSC.
+    final_states = counts["delivered"] + counts["failed"] + counts["expired"] + counts["submitted"]
+    assert counts["in_flight"] == 0 and counts["pending"] == 0, out
+    assert final_states + counts["unknown"] == RECIPIENTS, out
+    assert counts["unknown"] <= sum(at_risk())
+    return counts
+
+
 @pytest.mark.parametrize("on_unknown", ["skip", "resubmit"])
 async def test_kill_9_mid_blast_then_restart_loses_nobody(
     kafka_bootstrap: str, kafka_topic: TopicFactory, tmp_path: Path, on_unknown: str
@@ -101,11 +136,7 @@ async def test_kill_9_mid_blast_then_restart_loses_nobody(
     profile = simulator_profile(ROUTES, latency={"dist": "uniform", "min_ms": 5, "max_ms": 40})
     with simulator_process(profile, str(tmp_path)) as smsc:
         cmd = write_files(tmp_path, kafka_bootstrap, smsc.port, topic, on_unknown)
-        first = start_engine(cmd)
-        deadline = time.monotonic() + 60
-        while accepted(smsc) < RECIPIENTS * 0.3 and time.monotonic() < deadline:
-            assert first.poll() is None, first.communicate()[0]
-            await asyncio.sleep(0.05)
+        first = await start_until_a_third_sent(cmd, smsc)
         first.send_signal(signal.SIGKILL)
         first.wait(10)
         at_kill = smsc.stats()["totals"]
@@ -115,23 +146,9 @@ async def test_kill_9_mid_blast_then_restart_loses_nobody(
         out, _ = await asyncio.to_thread(second.communicate, timeout=120)
         final = smsc.stats()["totals"]
 
-    ledger = SqliteLedger(str(tmp_path / "ledger.sqlite"))
-    try:
-        counts = ledger.counts("crash")
-    finally:
-        ledger.close()
+    counts = accounted_for(tmp_path, out)
     unknown = counts["unknown"]
-    # SUBMITTED without a receipt is possible: a receipt acknowledged by the killed
-    # process but not yet written to the ledger is not sent again by the SMSC.
-    final_states = counts["delivered"] + counts["failed"] + counts["expired"] + counts["submitted"]
-    # nobody lost: every recipient has a final state or is reported unknown
-    assert counts["in_flight"] == 0 and counts["pending"] == 0, out
-    assert final_states + unknown == RECIPIENTS, out
-    # the unknown ones are those marked in flight at the kill: at most the windows
-    # plus each route's armed buffer (window + 100 ms of rate per bind)
-    windows = sum(r.window * r.binds for r in ROUTES)
-    armed = sum((r.window + int(r.tps * 0.1) + 1) * r.binds for r in ROUTES)
-    assert unknown <= windows + armed
+    windows, armed = at_risk()
     if on_unknown == "skip":
         assert final["duplicates"] == 0  # never risk a duplicate
         # everyone not reported unknown reached the SMSC exactly once; of the unknown
@@ -153,11 +170,7 @@ async def test_sigterm_drains_commits_and_exits_0_then_restart_finishes_without_
     profile = simulator_profile(ROUTES, latency={"dist": "uniform", "min_ms": 5, "max_ms": 40})
     with simulator_process(profile, str(tmp_path)) as smsc:
         cmd = write_files(tmp_path, kafka_bootstrap, smsc.port, topic, "skip")
-        first = start_engine(cmd)
-        deadline = time.monotonic() + 60
-        while accepted(smsc) < RECIPIENTS * 0.3 and time.monotonic() < deadline:
-            assert first.poll() is None, first.communicate()[0]
-            await asyncio.sleep(0.05)
+        first = await start_until_a_third_sent(cmd, smsc)
         first.send_signal(signal.SIGTERM)
         out1, _ = await asyncio.to_thread(first.communicate, timeout=60)
         assert first.returncode == 0, out1
@@ -176,3 +189,40 @@ async def test_sigterm_drains_commits_and_exits_0_then_restart_finishes_without_
     assert second.returncode == 0, out2
     assert final["duplicates"] == 0
     assert final["submits_accepted"] == RECIPIENTS
+
+
+def children(pid: int) -> list[int]:
+    try:
+        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+async def test_the_ledger_process_dying_stops_the_engine_and_a_restart_finishes(
+    kafka_bootstrap: str, kafka_topic: TopicFactory, tmp_path: Path
+) -> None:
+    """kill -9 of the ledger's process (say, the OOM killer): the engine stops sending and
+    exits 3 with the reason; a restart finishes the campaign with no duplicate."""
+    topic = await kafka_topic(partitions=3)
+    await produce(kafka_bootstrap, topic, list(synthetic_recipients(RECIPIENTS, MIX, seed=11)))
+    profile = simulator_profile(ROUTES, latency={"dist": "uniform", "min_ms": 5, "max_ms": 40})
+    with simulator_process(profile, str(tmp_path)) as smsc:
+        cmd = write_files(tmp_path, kafka_bootstrap, smsc.port, topic, "skip")
+        first = await start_until_a_third_sent(cmd, smsc)
+        (ledger_pid,) = children(first.pid)
+        os.kill(ledger_pid, signal.SIGKILL)
+        out, _ = await asyncio.to_thread(first.communicate, timeout=30)
+        assert first.returncode == 3, out
+        assert "the ledger failed: the ledger process is gone (exit code -9)" in out, out
+        at_exit = accepted(smsc)
+        assert at_exit < RECIPIENTS  # it stopped mid-blast
+        await asyncio.sleep(1.0)
+        assert accepted(smsc) == at_exit  # and sends nothing more
+
+        second = start_engine(cmd)
+        out, _ = await asyncio.to_thread(second.communicate, timeout=120)
+        final = smsc.stats()["totals"]
+
+    assert second.returncode == 0, out
+    assert final["duplicates"] == 0
+    accounted_for(tmp_path, out)

@@ -115,6 +115,8 @@ async def test_the_child_ignores_sigint_and_sigterm(tmp_path: Path) -> None:
     finally:
         await ledger.close()
     assert backend._proc.returncode == 0
+    failure = ledger.failure()
+    assert failure is not None and not failure.done()  # closing is not failing
 
 
 async def test_a_dead_child_fails_pending_and_later_calls(tmp_path: Path) -> None:
@@ -127,6 +129,9 @@ async def test_a_dead_child_fails_pending_and_later_calls(tmp_path: Path) -> Non
         await ledger.claim("c", _claims(range(5)), State.IN_FLIGHT)
     with pytest.raises(LedgerError, match="ledger process is gone"):
         await ledger.counts("c")
+    failure = ledger.failure()  # what the engine watches to stop at once
+    assert failure is not None and failure.done()
+    assert "exit code -9" in str(failure.result())
     await ledger.close()  # does not hang or raise
 
 

@@ -27,7 +27,7 @@ from smsblast.logs import register_secret
 
 log = logging.getLogger("smsblast.engine")
 
-EXIT_OK, EXIT_INCOMPLETE, EXIT_CONFIG = 0, 1, 2
+EXIT_OK, EXIT_INCOMPLETE, EXIT_CONFIG, EXIT_LEDGER = 0, 1, 2, 3
 
 
 def add_parsers(sub: Any) -> None:
@@ -149,7 +149,7 @@ class RunOptions:
 
 @dataclass(frozen=True)
 class RunResult:
-    code: int  # EXIT_OK, EXIT_INCOMPLETE or EXIT_CONFIG
+    code: int  # EXIT_OK, EXIT_INCOMPLETE, EXIT_CONFIG or EXIT_LEDGER
     stopped: bool  # SIGTERM/SIGINT ended the run
     metrics_url: str | None = None
 
@@ -191,7 +191,7 @@ async def run_engine(config: Any, campaigns: list[Any], options: RunOptions) -> 
     from smsblast.admin.control import LedgerController
     from smsblast.admin.server import serve_admin
     from smsblast.engine.engine import Engine
-    from smsblast.ledger import AsyncLedger
+    from smsblast.ledger import AsyncLedger, LedgerError
     from smsblast.optout import OptOutList, load_file, load_topic
     from smsblast.progress import show
 
@@ -242,6 +242,13 @@ async def run_engine(config: Any, campaigns: list[Any], options: RunOptions) -> 
     try:
         try:
             await engine.run(until_done=options.until_done)
+        except LedgerError as exc:
+            print(
+                f"smsblast run: the ledger failed: {exc}. Stopped; what the ledger recorded "
+                "stands, and a new `smsblast run` goes on from it.",
+                file=sys.stderr,
+            )
+            return RunResult(EXIT_LEDGER, engine.stopped, metrics_url)
         finally:
             progress.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -25,7 +25,7 @@ from smsblast.engine.campaign import CampaignRun, dead_letter_value
 from smsblast.engine.jobs import Job, WorkItem
 from smsblast.engine.pool import BindWorker, RoutePool
 from smsblast.engine.receipts import ReceiptCorrelator
-from smsblast.ledger import AsyncLedger, Control, State
+from smsblast.ledger import AsyncLedger, Control, LedgerError, State
 from smsblast.optout import OptOutList
 from smsblast.routing import Router
 from smsblast.schedule import Clock, SystemClock, Wave, wave_for, waves
@@ -173,13 +173,20 @@ class Engine:
             asyncio.create_task(self._drive(r), name=f"campaign {r.cfg.name}") for r in self.runs
         ]
         stopper = asyncio.create_task(self._stop.wait())
+        # The ledger's process dying ends the run: nothing more could be recorded, so
+        # nothing more may be sent. What it had committed stands; a restart goes on from it.
+        failure = self.ledger.failure()
+        watched: set[asyncio.Future[Any]] = {stopper} if failure is None else {stopper, failure}
         try:
-            pending: set[asyncio.Task[Any]] = set(runs)
+            pending: set[asyncio.Future[Any]] = set(runs)
             while pending:
                 done, pending = await asyncio.wait(
-                    pending | {stopper}, return_when=asyncio.FIRST_COMPLETED
+                    pending | watched, return_when=asyncio.FIRST_COMPLETED
                 )
-                pending.discard(stopper)
+                pending -= watched
+                if failure is not None and failure in done:
+                    log.error("%s: stopping", failure.result())
+                    raise failure.result()
                 for task in done:
                     if task is not stopper and task.exception() is not None:
                         raise task.exception()  # type: ignore[misc]
@@ -202,9 +209,12 @@ class Engine:
                 if not task.done():
                     task.cancel()
             await asyncio.gather(*runs, return_exceptions=True)
-            await self.receipts.flush()
+            ledger_gone = failure is not None and failure.done()
+            with contextlib.suppress(LedgerError) if ledger_gone else contextlib.nullcontext():
+                await self.receipts.flush()
             await asyncio.gather(*(p.close(self.drain_timeout) for p in self.pools.values()))
-            await self.receipts.close()
+            with contextlib.suppress(LedgerError) if ledger_gone else contextlib.nullcontext():
+                await self.receipts.close()
             receipts.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await receipts

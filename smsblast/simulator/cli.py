@@ -144,7 +144,7 @@ def run_from_args(args: argparse.Namespace) -> int:
     except (OSError, ValueError, ValidationError) as exc:
         print(f"smsblast simulate: bad profile: {exc}", file=sys.stderr)
         return 2
-    tune_for_throughput()
+    tune_for_throughput(young=None)
     try:
         run_async(serve(profile), use_uvloop=not args.no_uvloop)
     except OSError as exc:
