@@ -263,7 +263,7 @@ class ProcessBackend:
     async def call(self, name: str, args: tuple[Any, ...]) -> Any:
         """Write the call now (so calls reach the child in the order made), await its reply."""
         if self._gone is not None:
-            raise self._gone
+            raise LedgerError(str(self._gone)) from self._gone.__cause__
         rows = _CALLS.get(name)
         if rows is not None:
             at = rows[0]
