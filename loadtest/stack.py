@@ -27,6 +27,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from loadtest.ledger_view import LedgerFigures, ledger_figures
 from smsblast.broker import EmbeddedBroker
+from smsblast.procs import child_pids
 from smsblast.segments import OPERATOR_PREFIXES, produce, synthetic_recipients
 from smsblast.simulator import Profile
 from smsblast.simulator.process import simulator_process
@@ -197,20 +198,13 @@ def _wait_sampling(pid: int) -> tuple[int, Any, float, float]:
         if done:
             return status, usage, round(sum(children_hwm.values()), 1), round(total_peak, 1)
         total = _proc_mb(pid, "VmRSS") or 0.0
-        for child in _children(pid):
+        for child in child_pids(pid):
             total += _proc_mb(child, "VmRSS") or 0.0
             hwm = _proc_mb(child, "VmHWM")
             if hwm is not None:
                 children_hwm[child] = hwm
         total_peak = max(total_peak, total)
         time.sleep(0.2)
-
-
-def _children(pid: int) -> list[int]:
-    try:
-        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-    except OSError:
-        return []
 
 
 def _proc_mb(pid: int, field: str) -> float | None:

@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from smsblast.ledger import SqliteLedger
+from smsblast.procs import child_pids
 from smsblast.segments import produce, synthetic_recipients
 from tests.conftest import TopicFactory
 from tests.engine_stack import (
@@ -191,13 +192,6 @@ async def test_sigterm_drains_commits_and_exits_0_then_restart_finishes_without_
     assert final["submits_accepted"] == RECIPIENTS
 
 
-def children(pid: int) -> list[int]:
-    try:
-        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-    except OSError:
-        return []
-
-
 async def test_the_ledger_process_dying_stops_the_engine_and_a_restart_finishes(
     kafka_bootstrap: str, kafka_topic: TopicFactory, tmp_path: Path
 ) -> None:
@@ -209,7 +203,7 @@ async def test_the_ledger_process_dying_stops_the_engine_and_a_restart_finishes(
     with simulator_process(profile, str(tmp_path)) as smsc:
         cmd = write_files(tmp_path, kafka_bootstrap, smsc.port, topic, "skip")
         first = await start_until_a_third_sent(cmd, smsc)
-        (ledger_pid,) = children(first.pid)
+        (ledger_pid,) = child_pids(first.pid)
         os.kill(ledger_pid, signal.SIGKILL)
         out, _ = await asyncio.to_thread(first.communicate, timeout=30)
         assert first.returncode == 3, out

@@ -733,8 +733,8 @@ class CampaignRun:
 
     async def _flush(self) -> None:
         self._flush_metrics()
+        self._m_in_flight.set(self.in_memory)
         if not self._outcomes:
-            self._m_in_flight.set(self.in_memory)
             return
         batch, self._outcomes = self._outcomes, []
         try:
@@ -753,7 +753,6 @@ class CampaignRun:
         for (route, state), n in finished.items():
             self.stats[state] += n
             m.RECIPIENTS_FINISHED.labels(self.name, route, state).inc(n)
-        self._m_in_flight.set(self.in_memory)
 
     async def _flush_loop(self) -> None:
         while True:

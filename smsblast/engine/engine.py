@@ -209,11 +209,12 @@ class Engine:
                 if not task.done():
                     task.cancel()
             await asyncio.gather(*runs, return_exceptions=True)
-            ledger_gone = failure is not None and failure.done()
-            with contextlib.suppress(LedgerError) if ledger_gone else contextlib.nullcontext():
+            # With the ledger gone the receipts still buffered cannot be written: say so, go on.
+            gone = (LedgerError,) if failure is not None and failure.done() else ()
+            with contextlib.suppress(*gone):
                 await self.receipts.flush()
             await asyncio.gather(*(p.close(self.drain_timeout) for p in self.pools.values()))
-            with contextlib.suppress(LedgerError) if ledger_gone else contextlib.nullcontext():
+            with contextlib.suppress(*gone):
                 await self.receipts.close()
             receipts.cancel()
             with contextlib.suppress(asyncio.CancelledError):
