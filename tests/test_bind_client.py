@@ -33,7 +33,7 @@ from smsblast.client import (
 )
 from smsblast.smpp import pdu as P
 from smsblast.smpp.constants import MAX_SEQUENCE, Status
-from smsblast.smpp.fast import SubmitTemplate
+from smsblast.smpp.fast import DeliverFields, SubmitTemplate
 
 try:  # works whether or not tests/ is a package / on sys.path
     from tests.smsc_script import ScriptedSmsc, receipt_text
@@ -565,6 +565,49 @@ async def test_a_failing_receipt_handler_asks_for_a_retry_and_keeps_the_bind(
     assert len(calls) == 1
     outcomes = await blast(bind, [dest(2)])  # and the bind still works
     assert outcomes.kinds() == {ACCEPTED: 1}
+    assert smsc.connections == 1
+
+
+async def test_the_fields_handler_gets_each_receipt_as_its_four_fields(
+    make_smsc: SmscFactory, open_bind: BindFactory
+) -> None:
+    smsc = await make_smsc()
+    seen: list[DeliverFields] = []
+
+    def on_fields(fields: DeliverFields) -> None:
+        seen.append(fields)
+        if fields.receipted_message_id == "BAD":
+            raise RuntimeError("application bug")
+
+    bind = await open_bind(config_for(smsc), on_deliver_fields=on_fields)
+    text = receipt_text("0A", "DELIVRD")
+    sent = [
+        smsc.send_deliver(
+            P.DeliverSm(
+                source_addr=dest(1),
+                destination_addr="SMSBLAST",
+                esm_class=0x04,
+                short_message=text,
+                tlvs=tlvs,
+            )
+        )
+        for tlvs in (
+            P.Tlvs(),
+            P.Tlvs(receipted_message_id="0221067780", message_state=2, user_message_reference=9),
+            P.Tlvs(receipted_message_id="BAD"),
+        )
+    ]
+    await smsc.wait_until(lambda: len(smsc.deliver_acks) == 3)
+
+    assert seen == [
+        DeliverFields(0x04, text, None, None),
+        DeliverFields(0x04, text, "0221067780", 2),
+        DeliverFields(0x04, text, "BAD", None),
+    ]
+    assert sorted(smsc.deliver_acks) == sorted(
+        [(sent[0], Status.ROK), (sent[1], Status.ROK), (sent[2], Status.RX_T_APPN)]
+    )
+    assert (await blast(bind, [dest(2)])).kinds() == {ACCEPTED: 1}
     assert smsc.connections == 1
 
 

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import string
 from typing import Any
@@ -20,12 +21,15 @@ from smsblast.smpp.codec import Frame, decode_pdu, encode, encode_tlvs
 from smsblast.smpp.constants import CommandId, Status
 from smsblast.smpp.errors import LocalProtocolError, PduError
 from smsblast.smpp.fast import (
+    DeliverFields,
     SubmitTemplate,
     SubmitView,
+    decode_short_message,
+    deliver_fields,
     parse_submit_sm,
     submit_sm_resp_message_id,
 )
-from smsblast.smpp.pdu import TLV_SPECS, SubmitSm, SubmitSmResp, Tlvs
+from smsblast.smpp.pdu import TLV_SPECS, DeliverSm, SubmitSm, SubmitSmResp, Tlvs
 
 PROPS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -454,3 +458,103 @@ def test_message_id_reader_agrees_with_decode_pdu(message_id: str, status: int) 
 )
 def test_message_id_reader_edge_cases(body: bytes, message_id: str) -> None:
     assert submit_sm_resp_message_id(body) == message_id
+
+
+# -------------------------------------------------------------------- deliver_fields
+
+
+def as_deliver(pdu: SubmitSm) -> DeliverSm:
+    return DeliverSm(**{f.name: getattr(pdu, f.name) for f in dataclasses.fields(pdu)})
+
+
+def expected_fields(pdu: DeliverSm) -> DeliverFields:
+    return DeliverFields(
+        pdu.esm_class, pdu.short_message, pdu.tlvs.receipted_message_id, pdu.tlvs.message_state
+    )
+
+
+def deliver_verdict(fn: Any, frame: Frame) -> Any:
+    try:
+        return ("ok", fn(frame))
+    except PduError as exc:
+        assert exc.command_id == CommandId.DELIVER_SM
+        assert exc.sequence_number == frame.sequence_number
+        return ("error", exc.status, str(exc))
+
+
+def assert_same_deliver_verdict(frame: Frame) -> None:
+    slow = deliver_verdict(decode_pdu, frame)
+    fast = deliver_verdict(deliver_fields, frame)
+    if slow[0] == "ok":
+        assert fast == ("ok", expected_fields(slow[1])), frame.body.hex()
+    else:
+        assert fast == slow, frame.body.hex()  # same status, same message
+
+
+@PROPS
+@given(pdu=submit_strategy)
+def test_deliver_fields_agree_with_decode_pdu(pdu: SubmitSm) -> None:
+    deliver = as_deliver(pdu)
+    frame = frame_of(encode(deliver))
+    assert decode_pdu(frame) == deliver
+    assert decode_short_message(frame, DeliverSm) == deliver
+    assert deliver_fields(frame) == expected_fields(deliver)
+
+
+@PROPS
+@given(pdu=submit_strategy, seed=st.integers(0, 2**32 - 1))
+def test_deliver_fields_reject_exactly_what_decode_pdu_rejects(pdu: SubmitSm, seed: int) -> None:
+    frame = frame_of(encode(as_deliver(pdu)))
+    body = mutate(random.Random(seed), frame.body)
+    assert_same_deliver_verdict(Frame(frame.command_id, 0, frame.sequence_number, body))
+
+
+def test_deliver_fields_verdicts_on_20k_seeded_mutations_of_receipts() -> None:
+    text = b"id:0A1B2C sub:001 dlvrd:001 submit date:2402140800 done date:2402140801 stat:DELIVRD"
+    bases = [
+        DeliverSm(sequence_number=7, esm_class=4, short_message=text),
+        DeliverSm(
+            sequence_number=8,
+            source_addr="6281234567890",
+            destination_addr="KOMINFO",
+            esm_class=4,
+            short_message=text,
+            tlvs=Tlvs(receipted_message_id="0A1B2C", message_state=2),
+        ),
+        DeliverSm(
+            sequence_number=9,
+            esm_class=4,
+            tlvs=Tlvs(
+                receipted_message_id="77",
+                message_state=5,
+                network_error_code=b"\x03\x00\x01",
+                unknown=((0x1400, b"ab"),),
+            ),
+        ),
+    ]
+    frames = [frame_of(encode(p)) for p in bases]
+    rng = random.Random(1147)
+    errors = 0
+    for _ in range(20_000):
+        base = rng.choice(frames)
+        mutated = Frame(base.command_id, 0, base.sequence_number, mutate(rng, base.body))
+        assert_same_deliver_verdict(mutated)
+        errors += deliver_verdict(decode_pdu, mutated)[0] == "error"
+    assert 2_000 < errors < 19_000  # both verdicts well exercised
+
+
+@pytest.mark.parametrize(
+    ("tlvs", "status"),
+    [
+        (b"\x04\x27\x00", Status.RINVOPTPARSTREAM),  # header cut short
+        (b"\x04\x27\x00\x02\x02", Status.RINVOPTPARSTREAM),  # value runs past the PDU
+        (b"\x04\x27\x00\x02\x02\x00", Status.RINVPARLEN),  # message_state is one octet
+        (b"\x04\x23\x00\x01\x03", Status.RINVPARLEN),  # network_error_code is three
+    ],
+)
+def test_deliver_fields_name_a_bad_tlv_like_the_codec(tlvs: bytes, status: int) -> None:
+    body = encode(DeliverSm(sequence_number=3, esm_class=4))[16:] + tlvs
+    frame = Frame(CommandId.DELIVER_SM, 0, 3, body)
+    verdict = deliver_verdict(deliver_fields, frame)
+    assert verdict == deliver_verdict(decode_pdu, frame)
+    assert verdict[:2] == ("error", status)

@@ -14,6 +14,7 @@ from smsblast.smpp.receipt import (
     Receipt,
     ReceiptParseError,
     ReceiptState,
+    id_normalizer,
     is_final,
     normalize_message_id,
     parse_receipt_text,
@@ -468,8 +469,18 @@ def test_surrounding_whitespace_is_ignored() -> None:
 def test_format_accepts_config_strings_and_rejects_unknown() -> None:
     assert normalize_message_id("ff", IdFormat("hex")) == "255"
     assert normalize_message_id("ff", "hex") == "255"  # type: ignore[arg-type]
+    assert id_normalizer("dec")("0255") == "255"  # type: ignore[arg-type]
     with pytest.raises(ValueError):
         normalize_message_id("ff", "base36")  # type: ignore[arg-type]
+    with pytest.raises(ValueError):
+        id_normalizer("base36")  # type: ignore[arg-type]
+
+
+def test_a_bound_normalizer_keys_like_normalize_message_id() -> None:
+    for raw in ("04000000086ecd50", " 0221067780 ", "AbC-123", "", "1" * 80):
+        for fmt in IdFormat:
+            assert id_normalizer(fmt)(raw) == normalize_message_id(raw, fmt)
+    assert id_normalizer(IdFormat.HEX)("04000000086ECD50") == "288230376293190992"
 
 
 @given(st.integers(min_value=0, max_value=2**256), st.integers(min_value=0, max_value=5))

@@ -32,6 +32,7 @@ from smsblast.client.config import BindConfig, BindMode
 from smsblast.client.connection import (
     BindError,
     ConnectionClosed,
+    DeliverFieldsHandler,
     DeliverHandler,
     EsmeConnection,
 )
@@ -57,11 +58,13 @@ class Bind:
         config: BindConfig,
         *,
         on_deliver: DeliverHandler | None = None,
+        on_deliver_fields: DeliverFieldsHandler | None = None,
         on_state: StateListener | None = None,
         rng: random.Random | None = None,
     ) -> None:
         self.config = config
         self.on_deliver = on_deliver
+        self.on_deliver_fields = on_deliver_fields
         self.on_state = on_state
         self._rng = rng or random.Random()
         self._conn: EsmeConnection | None = None
@@ -172,7 +175,7 @@ class Bind:
         loop = asyncio.get_running_loop()
         _, conn = await asyncio.wait_for(
             loop.create_connection(
-                lambda: EsmeConnection(cfg, self.on_deliver),
+                lambda: EsmeConnection(cfg, self.on_deliver, self.on_deliver_fields),
                 cfg.host,
                 cfg.port,
                 ssl=cfg.tls,

@@ -39,7 +39,13 @@ from smsblast.smpp import pdu as P
 from smsblast.smpp.codec import Frame, encode
 from smsblast.smpp.constants import CommandId, Status, status_name
 from smsblast.smpp.errors import RemoteProtocolError
-from smsblast.smpp.fast import SubmitTemplate, decode_short_message, submit_sm_resp_message_id
+from smsblast.smpp.fast import (
+    DeliverFields,
+    SubmitTemplate,
+    decode_short_message,
+    deliver_fields,
+    submit_sm_resp_message_id,
+)
 from smsblast.smpp.session import Role, Session, State, Violation
 
 log = logging.getLogger("smsblast.client")
@@ -58,6 +64,9 @@ _BIND_PDU: dict[BindMode, type[P.BindTransmitter | P.BindReceiver | P.BindTransc
 }
 
 DeliverHandler = Callable[[P.DeliverSm], None]
+#: Told of each deliver_sm as its receipt fields only (see ``fast.deliver_fields``):
+#: the engine's receipt path, which needs no dataclass per receipt.
+DeliverFieldsHandler = Callable[[DeliverFields], None]
 
 
 class BindError(Exception):
@@ -73,11 +82,19 @@ class ConnectionClosed(Exception):
 
 
 class EsmeConnection(asyncio.Protocol):
-    def __init__(self, config: BindConfig, on_deliver: DeliverHandler | None) -> None:
+    def __init__(
+        self,
+        config: BindConfig,
+        on_deliver: DeliverHandler | None,
+        on_deliver_fields: DeliverFieldsHandler | None = None,
+    ) -> None:
+        """A deliver_sm goes to ``on_deliver_fields`` when it is given, else to
+        ``on_deliver``; with neither it is acknowledged and dropped."""
         self.config = config
         self.session = Session(Role.ESME, max_pdu_length=config.max_pdu_length)
         self.window = Window(config.window)
         self.on_deliver = on_deliver
+        self.on_deliver_fields = on_deliver_fields
         self.stats: dict[str, int] = {
             "late_responses": 0,
             "violations": 0,
@@ -162,12 +179,13 @@ class EsmeConnection(asyncio.Protocol):
     def _deliver_fast(self, frame: Frame, now: float) -> None:
         """deliver_sm (receipts: one per part sent) without the generic decoder."""
         try:
-            pdu = decode_short_message(frame, P.DeliverSm)
+            if self.on_deliver_fields is not None:
+                status = self._deliver_fields(self.on_deliver_fields, deliver_fields(frame))
+            else:
+                status = self._deliver(decode_short_message(frame, P.DeliverSm))
         except RemoteProtocolError:
             self._handle_event(self.session.receive_frame(frame), now)  # names the fault
             return
-        self.stats["delivers"] += 1
-        status = self._deliver(pdu)
         body = b"\x00" if status == 0 else b""  # error responses carry no body
         self._write(
             _DELIVER_SM_RESP.pack(
@@ -182,10 +200,21 @@ class EsmeConnection(asyncio.Protocol):
         A failing handler must not take the connection down: the deliver_sm is
         answered ESME_RX_T_APPN (temporary application error) so the SMSC sends
         it again later, and the error is logged."""
+        if self.on_deliver_fields is not None:
+            tlvs = pdu.tlvs
+            fields = DeliverFields(
+                pdu.esm_class, pdu.short_message, tlvs.receipted_message_id, tlvs.message_state
+            )
+            return self._deliver_fields(self.on_deliver_fields, fields)
         if self.on_deliver is None:
+            self.stats["delivers"] += 1
             return 0
+        return self._deliver_fields(self.on_deliver, pdu)
+
+    def _deliver_fields(self, handler: Callable[[Any], None], what: object) -> int:
+        self.stats["delivers"] += 1
         try:
-            self.on_deliver(pdu)
+            handler(what)
         except Exception:
             self.stats["deliver_handler_errors"] = self.stats.get("deliver_handler_errors", 0) + 1
             log.exception(
@@ -205,7 +234,6 @@ class EsmeConnection(asyncio.Protocol):
             return
         cid = event.command_id
         if isinstance(event, P.DeliverSm):
-            self.stats["delivers"] += 1
             status = self._deliver(event)
             self._write(
                 self.session.send(

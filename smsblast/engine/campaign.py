@@ -77,7 +77,6 @@ from smsblast.smpp import pdu as P
 from smsblast.smpp.constants import status_name
 from smsblast.smpp.fast import SubmitTemplate
 from smsblast.smpp.parts import PartSpec, submit_parts
-from smsblast.smpp.receipt import normalize_message_id
 from smsblast.smpp.text import TextEncodingError, TooManyPartsError, split_message
 
 if TYPE_CHECKING:
@@ -651,7 +650,7 @@ class CampaignRun:
         route = job.route
         kind = outcome.kind
         if kind is OutcomeKind.ACCEPTED:
-            key = worker.key_prefix + normalize_message_id(outcome.message_id, worker.id_format)
+            key = worker.key_prefix + worker.normalize_id(outcome.message_id)
             job.message_ids.append((item.part, outcome.message_id, key))
             self._sent[route] += 1
             self._latencies[route].append(outcome.latency)  # to the metrics at the next flush

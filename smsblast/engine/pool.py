@@ -58,8 +58,8 @@ from smsblast.engine.jobs import Job, WorkItem
 from smsblast.ratelimit import AsyncRateLimiter, LimiterClosed, RateLimiter
 from smsblast.smpp.constants import Status
 from smsblast.smpp.errors import LocalProtocolError
-from smsblast.smpp.pdu import DeliverSm
-from smsblast.smpp.receipt import IdFormat
+from smsblast.smpp.fast import DeliverFields
+from smsblast.smpp.receipt import IdFormat, id_normalizer
 
 log = logging.getLogger("smsblast.engine")
 
@@ -85,7 +85,7 @@ class BindWorker:
         config: BindConfig,
         smsc_index: int,
         tps: float,
-        on_deliver: Callable[[DeliverSm], None] | None,
+        on_deliver: Callable[[DeliverFields], None] | None,
         id_format: IdFormat = IdFormat.HEX,
         key_prefix: str = "",
     ) -> None:
@@ -97,9 +97,10 @@ class BindWorker:
         #: message ids from this bind's SMSC: how to read them, and the prefix that
         #: keeps two SMSCs' ids apart in the ledger (receipts use the same prefix).
         self.id_format = id_format
+        self.normalize_id = id_normalizer(id_format)
         self.key_prefix = key_prefix
         self.limiter = AsyncRateLimiter(tps, guard=LIMITER_GUARD)
-        self.bind = Bind(config, on_deliver=on_deliver, on_state=self._on_state)
+        self.bind = Bind(config, on_deliver_fields=on_deliver, on_state=self._on_state)
         self.sends = config.mode is not BindMode.RECEIVER
         self._task: asyncio.Task[None] | None = None
         self._pause_until = 0.0

@@ -20,12 +20,12 @@ from collections.abc import Callable
 from smsblast import metrics as m
 from smsblast.ledger import AsyncLedger, ReceiptRow
 from smsblast.smpp.constants import ESM_CLASS_DELIVERY_RECEIPT
-from smsblast.smpp.pdu import DeliverSm
+from smsblast.smpp.fast import DeliverFields
 from smsblast.smpp.receipt import (
     IdFormat,
     ReceiptParseError,
     ReceiptState,
-    normalize_message_id,
+    id_normalizer,
     receipt_from_deliver,
 )
 
@@ -41,6 +41,11 @@ LEDGER_STATE: dict[ReceiptState, str] = {
     ReceiptState.UNDELIVERABLE: "failed",
     ReceiptState.REJECTED: "failed",
     ReceiptState.UNKNOWN: "failed",
+}
+
+#: The same by ``message_state`` value (1-8): None for the intermediate states.
+_LEDGER_STATE_BY_CODE: dict[int | None, str | None] = {
+    state.value: LEDGER_STATE.get(state) for state in ReceiptState
 }
 
 
@@ -68,34 +73,32 @@ class ReceiptCorrelator:
         }
         self._last_parked_match = 0.0
 
-    def handler(self, receipt_format: IdFormat, key_prefix: str) -> Callable[[DeliverSm], None]:
-        """A deliver_sm callback for the binds of one SMSC: its receipts write ids in
-        ``receipt_format``; ``key_prefix`` names the SMSC, so two SMSCs issuing the
-        same id never meet in the ledger."""
+    def handler(self, receipt_format: IdFormat, key_prefix: str) -> Callable[[DeliverFields], None]:
+        """A deliver_sm callback (``Bind(on_deliver_fields=...)``) for the binds of one SMSC:
+        its receipts write ids in ``receipt_format``; ``key_prefix`` names the SMSC, so two
+        SMSCs issuing the same id never meet in the ledger."""
+        normalize = id_normalizer(receipt_format)
 
-        def on_deliver(pdu: DeliverSm) -> None:
-            if not pdu.esm_class & ESM_CLASS_DELIVERY_RECEIPT:
+        def on_deliver(pdu: DeliverFields) -> None:
+            esm_class, short_message, raw_id, state_code = pdu
+            if not esm_class & ESM_CLASS_DELIVERY_RECEIPT:
                 self.stats["mobile_originated"] += 1
                 return
             self.stats["received"] += 1
-            tlvs = pdu.tlvs
-            raw_id = tlvs.receipted_message_id
-            state_code = tlvs.message_state
-            if raw_id and state_code is not None and 1 <= state_code <= 8:
-                state = ReceiptState(state_code)
+            if raw_id and state_code in _LEDGER_STATE_BY_CODE:  # both TLVs: no text to read
+                ledger_state = _LEDGER_STATE_BY_CODE[state_code]
             else:
                 try:
-                    receipt = receipt_from_deliver(pdu.short_message, raw_id, state_code)
+                    receipt = receipt_from_deliver(short_message, raw_id, state_code)
                 except ReceiptParseError as exc:
                     self.stats["unparseable"] += 1
                     log.warning("unparseable receipt: %s", exc)
                     return
-                raw_id, state = receipt.message_id, receipt.state
-            ledger_state = LEDGER_STATE.get(state)
+                raw_id, ledger_state = receipt.message_id, LEDGER_STATE.get(receipt.state)
             if ledger_state is None:
                 self.stats["intermediate"] += 1
                 return
-            key = key_prefix + normalize_message_id(raw_id, receipt_format)
+            key = key_prefix + normalize(raw_id)
             self._buffer.append(ReceiptRow(key, ledger_state, raw_id, time.time()))
             self._by_state[ledger_state] += 1
             sent = self.accepted_at.pop(key, None)

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import enum
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import NamedTuple
@@ -33,6 +34,7 @@ __all__ = [
     "Receipt",
     "ReceiptParseError",
     "ReceiptState",
+    "id_normalizer",
     "is_final",
     "normalize_message_id",
     "parse_receipt_text",
@@ -316,13 +318,34 @@ def normalize_message_id(raw: str, fmt: IdFormat) -> str:
     (A hex id too long for Python to print in decimal, thousands of digits, gets the key
     ``"0x" + lowercase hex``; no SMSC id is that long, as message_id is at most 64 octets.)
     """
-    fmt = IdFormat(fmt)  # also accepts "hex"/"dec" from configuration; ValueError otherwise
+    return _NORMALIZERS[IdFormat(fmt)](raw)  # IdFormat() also takes "hex"/"dec"; else ValueError
+
+
+def id_normalizer(fmt: IdFormat) -> Callable[[str], str]:
+    """:func:`normalize_message_id` for one format, as a function of the id alone: the
+    engine keys two ids per part sent, and converting the format each time showed in its
+    profile."""
+    return _NORMALIZERS[IdFormat(fmt)]
+
+
+def _normalize_dec(raw: str) -> str:
     stripped = raw.strip()
-    if fmt is IdFormat.DEC and _DEC_ID.fullmatch(stripped):
+    if _DEC_ID.fullmatch(stripped):
         return stripped.lstrip("0") or "0"  # exact for any length, unlike int()
-    if fmt is IdFormat.HEX and _HEX_ID.fullmatch(stripped):
+    return stripped
+
+
+def _normalize_hex(raw: str) -> str:
+    stripped = raw.strip()
+    if _HEX_ID.fullmatch(stripped):
         try:
             return str(int(stripped, 16))
         except ValueError:  # past Python's int-to-str digit limit; no real id is this long
             return "0x" + stripped.lower()
     return stripped
+
+
+_NORMALIZERS: dict[IdFormat, Callable[[str], str]] = {
+    IdFormat.DEC: _normalize_dec,
+    IdFormat.HEX: _normalize_hex,
+}
