@@ -180,7 +180,7 @@ class EsmeConnection(asyncio.Protocol):
         """deliver_sm (receipts: one per part sent) without the generic decoder."""
         try:
             if self.on_deliver_fields is not None:
-                status = self._deliver_fields(self.on_deliver_fields, deliver_fields(frame))
+                status = self._call_handler(self.on_deliver_fields, deliver_fields(frame))
             else:
                 status = self._deliver(decode_short_message(frame, P.DeliverSm))
         except RemoteProtocolError:
@@ -205,13 +205,13 @@ class EsmeConnection(asyncio.Protocol):
             fields = DeliverFields(
                 pdu.esm_class, pdu.short_message, tlvs.receipted_message_id, tlvs.message_state
             )
-            return self._deliver_fields(self.on_deliver_fields, fields)
+            return self._call_handler(self.on_deliver_fields, fields)
         if self.on_deliver is None:
             self.stats["delivers"] += 1
             return 0
-        return self._deliver_fields(self.on_deliver, pdu)
+        return self._call_handler(self.on_deliver, pdu)
 
-    def _deliver_fields(self, handler: Callable[[Any], None], what: object) -> int:
+    def _call_handler(self, handler: Callable[[Any], None], what: object) -> int:
         self.stats["delivers"] += 1
         try:
             handler(what)

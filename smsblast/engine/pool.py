@@ -85,7 +85,7 @@ class BindWorker:
         config: BindConfig,
         smsc_index: int,
         tps: float,
-        on_deliver: Callable[[DeliverFields], None] | None,
+        on_deliver_fields: Callable[[DeliverFields], None] | None,
         id_format: IdFormat = IdFormat.HEX,
         key_prefix: str = "",
     ) -> None:
@@ -100,7 +100,7 @@ class BindWorker:
         self.normalize_id = id_normalizer(id_format)
         self.key_prefix = key_prefix
         self.limiter = AsyncRateLimiter(tps, guard=LIMITER_GUARD)
-        self.bind = Bind(config, on_deliver_fields=on_deliver, on_state=self._on_state)
+        self.bind = Bind(config, on_deliver_fields=on_deliver_fields, on_state=self._on_state)
         self.sends = config.mode is not BindMode.RECEIVER
         self._task: asyncio.Task[None] | None = None
         self._pause_until = 0.0

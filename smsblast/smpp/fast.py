@@ -208,6 +208,29 @@ __all__ = [
 ]
 
 
+def _short_message_layout(frame: Frame) -> tuple[int, int, int, int, int, int]:
+    """Where the NUL after each C-string of a submit_sm / deliver_sm body is (service_type,
+    source_addr, destination_addr, schedule_delivery_time, validity_period), and where
+    short_message ends (it starts 6 octets after the fifth NUL).
+
+    Raises:
+        PduError: the fields do not fit as :func:`codec.decode_pdu` requires.
+    """
+    body = frame.body
+    try:
+        n1 = body.index(b"\x00", 0, 6)
+        n2 = body.index(b"\x00", n1 + 3, n1 + 3 + 21)
+        n3 = body.index(b"\x00", n2 + 3, n2 + 3 + 21)
+        n4 = body.index(b"\x00", n3 + 4, n3 + 4 + 17)
+        n5 = body.index(b"\x00", n4 + 1, n4 + 1 + 17)
+        sm_end = n5 + 6 + body[n5 + 5]
+    except (ValueError, IndexError):
+        raise _field_error(frame, "body") from None
+    if sm_end > len(body) or (n4 - n3 - 4) not in (0, 16) or (n5 - n4 - 1) not in (0, 16):
+        raise _field_error(frame, "body")
+    return n1, n2, n3, n4, n5, sm_end
+
+
 def decode_short_message(frame: Frame, cls: type[SmT]) -> SmT:
     """A whole submit_sm / deliver_sm dataclass, equal to what :func:`codec.decode_pdu`
     returns, built by slicing instead of walking the field table (receipts are on
@@ -218,19 +241,8 @@ def decode_short_message(frame: Frame, cls: type[SmT]) -> SmT:
             name the fault).
     """
     body = frame.body
-    try:
-        n1 = body.index(b"\x00", 0, 6)
-        n2 = body.index(b"\x00", n1 + 3, n1 + 3 + 21)
-        n3 = body.index(b"\x00", n2 + 3, n2 + 3 + 21)
-        n4 = body.index(b"\x00", n3 + 4, n3 + 4 + 17)
-        n5 = body.index(b"\x00", n4 + 1, n4 + 1 + 17)
-        sm_length = body[n5 + 5]
-    except (ValueError, IndexError):
-        raise _field_error(frame, "body") from None
+    n1, n2, n3, n4, n5, sm_end = _short_message_layout(frame)
     sm_start = n5 + 6
-    sm_end = sm_start + sm_length
-    if sm_end > len(body) or (n4 - n3 - 4) not in (0, 16) or (n5 - n4 - 1) not in (0, 16):
-        raise _field_error(frame, "body")
     return cls(
         sequence_number=frame.sequence_number,
         command_status=frame.command_status,
@@ -277,20 +289,8 @@ def deliver_fields(frame: Frame) -> DeliverFields:
             name the fault).
     """
     body = frame.body
-    try:
-        n1 = body.index(b"\x00", 0, 6)
-        n2 = body.index(b"\x00", n1 + 3, n1 + 3 + 21)
-        n3 = body.index(b"\x00", n2 + 3, n2 + 3 + 21)
-        n4 = body.index(b"\x00", n3 + 4, n3 + 4 + 17)
-        n5 = body.index(b"\x00", n4 + 1, n4 + 1 + 17)
-        sm_length = body[n5 + 5]
-    except (ValueError, IndexError):
-        raise _field_error(frame, "body") from None
-    sm_start = n5 + 6
-    sm_end = sm_start + sm_length
+    _, _, n3, _, n5, sm_end = _short_message_layout(frame)
     end = len(body)
-    if sm_end > end or (n4 - n3 - 4) not in (0, 16) or (n5 - n4 - 1) not in (0, 16):
-        raise _field_error(frame, "body")
     receipted_id: str | None = None
     state: int | None = None
     offset = sm_end
@@ -311,4 +311,4 @@ def deliver_fields(frame: Frame) -> DeliverFields:
             if spec is not None and spec[2] and length != spec[2]:
                 raise _tlv_error(body, sm_end, frame)
         offset = stop
-    return DeliverFields(body[n3 + 1], body[sm_start:sm_end], receipted_id, state)
+    return DeliverFields(body[n3 + 1], body[n5 + 6 : sm_end], receipted_id, state)
