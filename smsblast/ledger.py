@@ -6,11 +6,12 @@ Every recipient of a campaign has one row in ``recipients``; its ``state`` says 
 (:class:`State`). The engine talks to the ledger in batches, and every method is exactly one
 SQLite transaction, so a batch is either wholly on disk or not at all:
 
-1. :meth:`SqliteLedger.claim` inserts a batch as IN_FLIGHT (or PENDING when parked) and
-   returns ``None`` for each new recipient, or the state already stored for a number seen
-   before: a duplicate in the campaign, or a record read again after a restart. The engine
-   submits only what came back ``None``, and only after ``claim`` returned, so after a crash
-   every recipient that may have been sent is at least IN_FLIGHT on disk.
+1. :meth:`SqliteLedger.claim` inserts a batch (the engine claims PENDING) and returns
+   ``None`` for each new recipient, or the state already stored for a number seen before: a
+   duplicate in the campaign, or a record read again after a restart. The engine queues only
+   what came back ``None``, and :meth:`~SqliteLedger.mark` sets a batch IN_FLIGHT before any
+   of its parts is written, so after a crash every recipient that may have been sent is
+   IN_FLIGHT (or further) on disk, and a PENDING one is safe to send.
 2. :meth:`~SqliteLedger.record_outcomes` records each recipient's submit outcome and the
    message id of every part; a key (the normalised id) indexes ``message_ids``.
 3. :meth:`~SqliteLedger.record_receipts` finds parts by key and moves the recipient to
