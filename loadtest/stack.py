@@ -151,9 +151,8 @@ class EngineResult:
     peak_rss_mb: float
     summary: str
     stderr_tail: list[str]
-    children_peak_rss_mb: float = (
-        0.0  # the engine's children (its ledger process), each peak summed
-    )
+    #: the engine's children (its ledger process), each one's peak, summed
+    children_peak_rss_mb: float = 0.0
     total_peak_rss_mb: float = 0.0  # engine + its children, sampled together
 
 

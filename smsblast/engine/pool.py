@@ -94,9 +94,8 @@ class BindWorker:
         self.name = config.label()
         self.smsc_index = smsc_index
         self.tps = tps
-        #: message ids from this bind's SMSC: how to read them, and the prefix that
-        #: keeps two SMSCs' ids apart in the ledger (receipts use the same prefix).
-        self.id_format = id_format
+        #: message ids from this bind's SMSC: the key of one (it is written in ``id_format``),
+        #: and the prefix that keeps two SMSCs' ids apart in the ledger (receipts use the same).
         self.normalize_id = id_normalizer(id_format)
         self.key_prefix = key_prefix
         self.limiter = AsyncRateLimiter(tps, guard=LIMITER_GUARD)
