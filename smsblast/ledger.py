@@ -56,6 +56,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import functools
+import itertools
 import json
 import os
 import sqlite3
@@ -149,6 +150,45 @@ _RECEIPT_EFFECT: Final[dict[str, int]] = {
 }
 
 
+#: A part's receipt so far: (receipt state or None, unix time or None).
+PartReceipt = tuple[str | None, float | None]
+
+
+def _fold_receipts(
+    code: int,
+    delivered: int,
+    parts: int,
+    receipts: Iterable[tuple[str, str, float]],
+    current: dict[str, PartReceipt],
+) -> tuple[int, int, float]:
+    """Apply one recipient's receipts (key, receipt state, time), in arrival order.
+
+    ``code``, ``delivered`` and ``parts`` are the recipient's state code, delivered parts and
+    parts; ``current`` maps every key of its parts to the receipt recorded so far, and is
+    updated in place. Per part the first final receipt counts (later ones are ignored) and an
+    intermediate one is recorded until a final one comes. A recipient in flight, submitted
+    or unknown becomes DELIVERED when every part is delivered, and FAILED, EXPIRED or UNKNOWN
+    on the first part that is. Returns the new code and delivered count, and the time of the
+    last receipt that counted for the recipient (0.0: none did). Pure: no I/O.
+    """
+    at = 0.0
+    for key, receipt, received in receipts:
+        if current[key][0] in _RECEIPT_EFFECT:
+            continue  # this part has its final receipt already
+        current[key] = (receipt, received)
+        effect = _RECEIPT_EFFECT.get(receipt)
+        if effect is None:
+            continue
+        at = received
+        if effect == _DELIVERED:
+            delivered += 1
+            if code in _RECEIPT_SETTLES and delivered >= parts:
+                code = _DELIVERED
+        elif code in _RECEIPT_SETTLES:
+            code = effect
+    return code, delivered, at
+
+
 class Control(enum.StrEnum):
     """A campaign's operator control; it survives restarts."""
 
@@ -182,13 +222,17 @@ class Claim(NamedTuple):
 
 
 class Outcome(NamedTuple):
-    """How a recipient's submit ended. ``message_ids``: (part_no, raw_id, key) per part."""
+    """How a recipient's submit ended. ``message_ids``: (part_no, raw_id, key) per part;
+    ``receipts``: (key, receipt state, unix time received) of receipts for these parts that
+    came before the outcome was recorded, in arrival order (recorded as ``record_receipts``
+    would record them right after the outcome, in the same transaction)."""
 
     msisdn: str
     state: State  # SUBMITTED | FAILED | UNKNOWN | IN_FLIGHT | PENDING
     status: int | None = None
     error: str = ""
     message_ids: Sequence[tuple[int, str, str]] = ()
+    receipts: Sequence[tuple[str, str, float]] = ()
 
 
 class ReceiptRow(NamedTuple):
@@ -348,7 +392,10 @@ class SqliteLedger:
     ``receipt_max_age`` is how long a parked receipt waits for its message id (seconds);
     ``max_parked`` caps parked receipts (the oldest are dropped, and counted, beyond it);
     ``flight_cache`` caps the msisdn -> row id cache of recipients this process claimed and
-    awaits outcomes for (about 200 bytes each; it spares ``record_outcomes`` a lookup).
+    awaits outcomes for (about 230 bytes each; it spares ``mark`` and ``record_outcomes`` a
+    lookup); the default covers the engine's default of 50,000 recipients in memory plus a
+    read batch, not the parked ones (at 1M the cache held 146k rows, ~35 MB, when parked
+    rows stayed in it).
     Raises :class:`sqlite3.Error` on I/O errors, :class:`LedgerError` on misuse.
     """
 
@@ -359,7 +406,7 @@ class SqliteLedger:
         cache_mb: int = 64,
         receipt_max_age: float = 2 * 86400.0,
         max_parked: int = 1_000_000,
-        flight_cache: int = 250_000,
+        flight_cache: int = 64_000,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.path = os.fspath(path)
@@ -387,10 +434,9 @@ class SqliteLedger:
             conn.close()
             raise
         self._ids: dict[str, tuple[int, int]] = {}  # name -> (campaign id, first_id)
-        # Per campaign, msisdn -> (row id, route) of rows this process claimed IN_FLIGHT and
-        # has not seen an outcome or mark for: exactly rows whose state is still IN_FLIGHT.
-        #: msisdn -> [row id, state code, route or ''] of rows this process claimed and has
-        #: not yet settled, per campaign; kept exact by every write that changes their state.
+        #: msisdn -> [row id, state code, route or '', parts, delivered] of rows this process
+        #: claimed and has not yet settled, per campaign; kept exact by every write that
+        #: changes them.
         self._flight: dict[int, dict[str, list[Any]]] = {}
         self._sources: dict[tuple[str, int], int] = dict(
             ((topic, partition), sid)
@@ -615,14 +661,21 @@ class SqliteLedger:
     def _remember(
         self, cid: int, claims: Sequence[Claim], code: int, first: int, last: int
     ) -> None:
-        """Cache msisdn -> [id, state, route] for rows just committed with ids first..last-1,
-        so marking them and recording their outcomes needs no lookup. Bounded by
-        ``flight_cache``; a miss costs a query."""
+        """Cache msisdn -> [id, state, route, parts, delivered] for rows just committed with
+        ids first..last-1, so marking them and recording their outcomes needs no lookup
+        (delivered is 0: a new row has no message id for a receipt to find until its outcome
+        is recorded, which drops it from the cache). Bounded by ``flight_cache``: beyond it
+        the oldest entries go, which are the rows waiting longest for an outcome (parked
+        ones, sent much later); a miss costs a query."""
         flight = self._flight.setdefault(cid, {})
-        if last - first != len(claims) or len(flight) + len(claims) > self.flight_cache:
+        if last - first != len(claims) or len(claims) > self.flight_cache:
             return
+        overflow = len(flight) + len(claims) - self.flight_cache
+        if overflow > 0:
+            for msisdn in list(itertools.islice(flight, overflow)):
+                del flight[msisdn]
         flight.update(
-            (c[0], [rid, code, c[1] or ""])
+            (c[0], [rid, code, c[1] or "", c[2], 0])
             for c, rid in zip(claims, range(first, last), strict=True)
         )
 
@@ -672,11 +725,17 @@ class SqliteLedger:
         otherwise it takes the outcome's state, status and error. Message ids are stored
         whatever the state (INSERT OR REPLACE on the key: keys must be unique in the ledger,
         so the engine qualifies them by SMSC when two SMSCs can issue the same ids). An
-        outcome for a number never claimed creates its row rather than being lost. Parked
-        receipts whose key arrives here are matched in the same transaction.
+        outcome for a number never claimed creates its row rather than being lost. An
+        outcome's early ``receipts`` are applied as :meth:`record_receipts` would apply them
+        right after it, and parked receipts whose key arrives here are matched, all in the
+        same transaction. Raises :class:`LedgerError` (and records nothing) for an early
+        receipt whose key is not one of its outcome's parts.
         """
         if not rows:
             return
+        for o in rows:
+            if o[5] and not {r[0] for r in o[5]} <= {k for _, _, k in o[4]}:
+                raise LedgerError(f"{o[0]}: an early receipt is not for one of its parts")
         cid, _ = self._campaign(campaign)
         conn = self._conn
         now = self._clock()
@@ -697,36 +756,76 @@ class SqliteLedger:
                 found.update(self._recipients_by_msisdn(cid, _json(missing)))
                 self._tally(cid, Counter({("", _IN_FLIGHT): len(missing)}))
             deltas: Deltas = defaultdict(int)
-            updates = []
-            mids = []
-            for msisdn, state, status, error, message_ids in rows:
+            # Rows with early receipts also set delivered and the parts' receipts: separate
+            # statements, so outcomes without receipts cost what they did before. Keyed by
+            # row id and message key, so a number or key twice in a batch ends as its last
+            # row says whichever statement runs last.
+            updates: dict[int, tuple[Any, ...]] = {}
+            receipt_updates: dict[int, tuple[Any, ...]] = {}
+            final_updates: dict[int, tuple[Any, ...]] = {}
+            mids: dict[str, tuple[Any, ...]] = {}
+            receipt_mids: dict[str, tuple[Any, ...]] = {}
+            for msisdn, state, status, error, message_ids, early in rows:
                 rec = found[msisdn]
-                old = rec[1]
-                if old < _FIRST_FINAL:
-                    new = _CODE[state]
-                    if new != old:
-                        deltas[rec[2], old] -= 1
-                        deltas[rec[2], new] += 1
-                        rec[1] = new
-                    updates.append((new, status, error, now, rec[0]))
-                rid = rec[0]
-                for part, raw_id, key in message_ids:
-                    mids.append((key, cid, rid, part, None if raw_id == key else raw_id))
+                rid, old, route, parts, delivered = rec
+                new = _CODE[state] if old < _FIRST_FINAL else old
+                if early:
+                    current: dict[str, PartReceipt] = {k: (None, None) for _, _, k in message_ids}
+                    new, delivered, at = _fold_receipts(new, delivered, parts, early, current)
+                    rec[4] = delivered
+                    updates.pop(rid, None)
+                    if old < _FIRST_FINAL:
+                        receipt_updates[rid] = (new, status, error, delivered, at or now, rid)
+                    elif at:  # a FINAL recipient keeps its state; its receipts still count
+                        final_updates[rid] = (delivered, at, rid)
+                    for part, raw_id, key in message_ids:
+                        raw = None if raw_id == key else raw_id
+                        receipt_mids[key] = (key, cid, rid, part, raw, *current[key])
+                        mids.pop(key, None)
+                else:
+                    if old < _FIRST_FINAL:
+                        updates[rid] = (new, status, error, now, rid)
+                        receipt_updates.pop(rid, None)
+                    for part, raw_id, key in message_ids:
+                        mids[key] = (key, cid, rid, part, None if raw_id == key else raw_id)
+                        receipt_mids.pop(key, None)
+                if new != old:
+                    deltas[route, old] -= 1
+                    deltas[route, new] += 1
+                    rec[1] = new
             conn.executemany(
                 "UPDATE recipients SET state = ?, status = ?, error = ?, updated_at = ? "
                 "WHERE id = ?",
-                updates,
+                updates.values(),
             )
             if mids:
                 conn.executemany(
                     "INSERT OR REPLACE INTO message_ids (key, campaign, recipient, part, raw_id, "
                     f"submit_at) VALUES (?, ?, ?, ?, ?, {_sql_float(now)})",
-                    mids,
+                    mids.values(),
+                )
+            if receipt_updates:
+                conn.executemany(
+                    "UPDATE recipients SET state = ?, status = ?, error = ?, delivered = ?, "
+                    "updated_at = ? WHERE id = ?",
+                    receipt_updates.values(),
+                )
+            if final_updates:
+                conn.executemany(
+                    "UPDATE recipients SET delivered = ?, updated_at = ? WHERE id = ?",
+                    final_updates.values(),
+                )
+            if receipt_mids:
+                conn.executemany(
+                    "INSERT OR REPLACE INTO message_ids (key, campaign, recipient, part, raw_id, "
+                    "receipt, receipt_at, submit_at) "
+                    f"VALUES (?, ?, ?, ?, ?, ?, ?, {_sql_float(now)})",
+                    receipt_mids.values(),
                 )
             self._tally(cid, deltas)
             parked = self._parked
-            if parked and mids:
-                parked -= self._match_parked_keys(_json(m[0] for m in mids))
+            if parked and (mids or receipt_mids):
+                parked -= self._match_parked_keys(_json([*mids, *receipt_mids]))
         except BaseException:
             self._rollback()
             raise
@@ -737,8 +836,8 @@ class SqliteLedger:
                 flight.pop(msisdn, None)
 
     def _rows(self, cid: int, msisdns: Sequence[str]) -> dict[str, list[Any]]:
-        """msisdn -> [id, state code, route or ''], from the cache where it can (the
-        cache's lists themselves: the caller may update them), else from the table."""
+        """msisdn -> [id, state code, route or '', parts, delivered], from the cache where it
+        can (the cache's lists themselves: the caller may update them), else the table."""
         flight = self._flight.get(cid)
         if not flight:
             return self._recipients_by_msisdn(cid, _json(msisdns))
@@ -755,11 +854,12 @@ class SqliteLedger:
         return found
 
     def _recipients_by_msisdn(self, cid: int, msisdns_json: str) -> dict[str, list[Any]]:
-        """msisdn -> [id, state code, route or ''] for the numbers given (a JSON array)."""
+        """msisdn -> [id, state code, route or '', parts, delivered] for the numbers given
+        (a JSON array)."""
         return {
-            m: [rid, code, route]
-            for m, rid, code, route in self._conn.execute(
-                f"SELECT msisdn, id, state, ifnull(route, '') FROM recipients "
+            m: [rid, code, route, parts, delivered]
+            for m, rid, code, route, parts, delivered in self._conn.execute(
+                f"SELECT msisdn, id, state, ifnull(route, ''), parts, delivered FROM recipients "
                 f"WHERE campaign = {cid} AND msisdn IN (SELECT value FROM json_each(?))",
                 (msisdns_json,),
             )
@@ -788,52 +888,44 @@ class SqliteLedger:
 
     def _apply_receipts(self, rows: Sequence[ReceiptRow]) -> list[ReceiptRow]:
         conn = self._conn
-        parts: dict[str, list[Any]] = {}  # key -> [recipient id, receipt]
-        recipients: dict[int, list[Any]] = {}  # id -> [state, delivered, parts, route, was]
-        for key, rid, receipt, campaign, state, delivered, n_parts, route in conn.execute(
-            "SELECT m.key, m.recipient, m.receipt, r.campaign, r.state, r.delivered, r.parts, "
-            "ifnull(r.route, '') FROM message_ids AS m JOIN recipients AS r ON r.id = m.recipient "
+        owner: dict[str, int] = {}  # key -> recipient id
+        current: dict[str, PartReceipt] = {}  # key -> the part's receipt so far
+        recipients: dict[int, tuple[int, int, int, str, int]] = {}
+        for key, rid, receipt, receipt_at, cid, state, delivered, n_parts, route in conn.execute(
+            "SELECT m.key, m.recipient, m.receipt, m.receipt_at, r.campaign, r.state, "
+            "r.delivered, r.parts, ifnull(r.route, '') FROM message_ids AS m "
+            "JOIN recipients AS r ON r.id = m.recipient "
             "WHERE m.key IN (SELECT value FROM json_each(?))",
             (_json(map(_FIRST, rows)),),
         ):
-            parts[key] = [rid, receipt]
-            recipients[rid] = [state, delivered, n_parts, route, state, campaign, 0.0]
+            owner[key] = rid
+            current[key] = (receipt, receipt_at)
+            recipients[rid] = (state, delivered, n_parts, route, cid)
         unmatched: list[ReceiptRow] = []
-        part_updates: list[ReceiptRow] = []
-        effect_of = _RECEIPT_EFFECT
+        by_recipient: defaultdict[int, list[tuple[str, str, float]]] = defaultdict(list)
         for row in rows:
-            part = parts.get(row[0])
-            if part is None:
+            rid = owner.get(row[0])
+            if rid is None:
                 unmatched.append(row)
-                continue
-            if part[1] in effect_of:  # this part already has its final receipt
-                continue
-            part[1] = row[1]
-            part_updates.append(row)
-            effect = effect_of.get(row[1])
-            if effect is None:
-                continue
-            rec = recipients[part[0]]
-            rec[6] = row[3]
-            if effect == _DELIVERED:
-                rec[1] += 1
-                if rec[0] in _RECEIPT_SETTLES and rec[1] >= rec[2]:
-                    rec[0] = _DELIVERED
-            elif rec[0] in _RECEIPT_SETTLES:
-                rec[0] = effect
+            else:
+                by_recipient[rid].append((row[0], row[1], row[3]))
+        before = dict(current)
+        updates = []
+        deltas: dict[int, Deltas] = defaultdict(lambda: defaultdict(int))
+        for rid, receipts in by_recipient.items():
+            state, delivered, n_parts, route, cid = recipients[rid]
+            new, delivered, at = _fold_receipts(state, delivered, n_parts, receipts, current)
+            if at:
+                updates.append((new, delivered, at, rid))
+                if new != state:
+                    deltas[cid][route, state] -= 1
+                    deltas[cid][route, new] += 1
+        part_updates = [(key, *got) for key, got in current.items() if got is not before[key]]
         if not part_updates:
             return unmatched
         conn.executemany(
-            "UPDATE message_ids SET receipt = ?2, receipt_at = ?4 WHERE key = ?1", part_updates
+            "UPDATE message_ids SET receipt = ?2, receipt_at = ?3 WHERE key = ?1", part_updates
         )
-        updates = []
-        deltas: dict[int, Deltas] = defaultdict(lambda: defaultdict(int))
-        for rid, (state, delivered, _, route, was, cid, at) in recipients.items():
-            if at:
-                updates.append((state, delivered, at, rid))
-                if state != was:
-                    deltas[cid][route, was] -= 1
-                    deltas[cid][route, state] += 1
         conn.executemany(
             "UPDATE recipients SET state = ?, delivered = ?, updated_at = ? WHERE id = ?", updates
         )
@@ -978,7 +1070,7 @@ class SqliteLedger:
             deltas: Deltas = defaultdict(int)
             ids = []
             changed = []
-            for msisdn, (rid, old, route) in found.items():
+            for msisdn, (rid, old, route, _, _) in found.items():
                 if only_from is not None and old != _CODE[only_from]:
                     continue
                 ids.append(rid)

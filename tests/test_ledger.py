@@ -360,6 +360,101 @@ def test_receipt_before_outcome_matches_on_retry(ledger: SqliteLedger) -> None:
     assert state_of(ledger, 1) is State.DELIVERED
 
 
+RECEIPT_STATES = ["delivered", "expired", "undeliverable", "accepted", "enroute", "unknown"]
+
+
+def table_rows(path: Path) -> tuple[list[tuple[object, ...]], list[tuple[object, ...]]]:
+    """Every recipient row and every message id row, as a reader of the file sees them."""
+    conn = sqlite3.connect(path)
+    try:
+        recipients = conn.execute(
+            "SELECT msisdn, state, status, error, delivered, updated_at FROM recipients ORDER BY id"
+        ).fetchall()
+        parts = conn.execute(
+            "SELECT key, recipient, part, raw_id, receipt, receipt_at, submit_at "
+            "FROM message_ids ORDER BY key"
+        ).fetchall()
+    finally:
+        conn.close()
+    return recipients, parts
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    people=st.lists(
+        st.tuples(
+            st.integers(1, 3),  # parts
+            st.integers(0, 3),  # parts accepted (message ids)
+            st.sampled_from([State.SUBMITTED, State.FAILED, State.UNKNOWN]),
+            st.lists(st.tuples(st.integers(0, 2), st.sampled_from(RECEIPT_STATES)), max_size=5),
+            st.booleans(),  # already FINAL (rejected) when its outcome comes
+        ),
+        min_size=1,
+        max_size=8,
+    ),
+    cache=st.sampled_from([0, 250_000]),
+)
+def test_early_receipts_land_as_if_recorded_right_after_their_outcome(
+    tmp_path: Path,
+    people: list[tuple[int, int, State, list[tuple[int, str]], bool]],
+    cache: int,
+) -> None:
+    """An outcome carrying its early receipts leaves the file exactly as the outcome and
+    then ``record_receipts`` with the same receipts in the same order: states, delivered
+    counts, times, the parts' receipts and the tallies."""
+    claims, outcomes, bare, receipts, rejected = [], [], [], [], []
+    for i, (parts, accepted, state, got, final) in enumerate(people):
+        claims.append(Claim(msisdn(i), "tsel", parts, "segments", 0, i))
+        ids = tuple((p, f"ID{i}-{p}", f"k{i}-{p}") for p in range(1, min(parts, accepted) + 1))
+        early = (
+            [
+                (ids[j % len(ids)][2], rs, 2000.0 + len(receipts) + k)
+                for k, (j, rs) in enumerate(got)
+            ]
+            if ids
+            else []
+        )
+        receipts += [ReceiptRow(key, rs, key, at) for key, rs, at in early]
+        outcomes.append(
+            Outcome(msisdn(i), state, 0 if state is State.SUBMITTED else 8, "", ids, early)
+        )
+        bare.append(Outcome(msisdn(i), state, 0 if state is State.SUBMITTED else 8, "", ids))
+        if final:
+            rejected.append(msisdn(i))
+    files = []
+    for name, rows, then in (("joined", outcomes, []), ("apart", bare, receipts)):
+        path = tmp_path / f"{name}-{uuid.uuid4().hex}.db"
+        led = SqliteLedger(path, flight_cache=cache, clock=lambda: 1000.0)
+        try:
+            led.open_campaign(CAMPAIGN, {})
+            led.claim(CAMPAIGN, claims, State.PENDING)
+            led.mark(CAMPAIGN, [c.msisdn for c in claims], State.IN_FLIGHT)
+            led.mark(CAMPAIGN, rejected, State.REJECTED)
+            led.record_outcomes(CAMPAIGN, rows)
+            assert led.record_receipts(then) == []
+            assert_tallies_match_rows(led)
+            files.append((path, led.counts(CAMPAIGN)))
+        finally:
+            led.close()
+    (joined, joined_counts), (apart, apart_counts) = files
+    assert joined_counts == apart_counts
+    assert table_rows(joined) == table_rows(apart)
+
+
+def test_an_early_receipt_for_another_part_is_refused_and_nothing_recorded(
+    ledger: SqliteLedger,
+) -> None:
+    ledger.claim(CAMPAIGN, claims_for(range(2)), State.IN_FLIGHT)
+    stray = Outcome(
+        msisdn(1), State.SUBMITTED, 0, "", submitted(1).message_ids, [("k0-1", "delivered", 2000.0)]
+    )
+    with pytest.raises(LedgerError, match="not for one of its parts"):
+        ledger.record_outcomes(CAMPAIGN, [submitted(0), stray])
+    assert ledger.counts(CAMPAIGN)["in_flight"] == 2
+
+
 def test_parked_receipt_matches_when_its_outcome_is_recorded(
     ledger: SqliteLedger, make_ledger: LedgerFactory
 ) -> None:

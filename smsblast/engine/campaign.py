@@ -654,7 +654,7 @@ class CampaignRun:
             job.message_ids.append((item.part, outcome.message_id, key))
             self._sent[route] += 1
             self._latencies[route].append(outcome.latency)  # to the metrics at the next flush
-            self.engine.receipts.note_accepted(key)
+            self.engine.receipts.note_accepted(key, job.receipts)
         elif kind is OutcomeKind.RETRYABLE or (
             kind is OutcomeKind.UNKNOWN and self.cfg.on_unknown == "resubmit"
         ):
@@ -722,7 +722,10 @@ class CampaignRun:
             state, status = State.PENDING, None
         else:
             state, status = State.SUBMITTED, 0
-        outcome = Outcome(job.msisdn, state, status, job.error, tuple(job.message_ids))
+        # job.receipts itself: receipts keep joining it until _flush sends it.
+        outcome = Outcome(
+            job.msisdn, state, status, job.error, tuple(job.message_ids), job.receipts
+        )
         self._outcomes.append((outcome, job.partition, job.offset, job.route))
         self._active.discard(job.msisdn)
         self._route_jobs[job.route] -= 1
@@ -736,8 +739,10 @@ class CampaignRun:
         if not self._outcomes:
             return
         batch, self._outcomes = self._outcomes, []
+        outcomes = [o for o, _, _, _ in batch]
+        self.engine.receipts.recorded(outcomes)
         try:
-            await self.engine.ledger.record_outcomes(self.name, [o for o, _, _, _ in batch])
+            await self.engine.ledger.record_outcomes(self.name, outcomes)
         except BaseException:
             self._outcomes[:0] = batch  # not written: keep them for the next flush
             raise

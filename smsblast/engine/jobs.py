@@ -23,6 +23,8 @@ class Job:
     offset: int
     remaining: int = 0
     message_ids: list[tuple[int, str, str]] = field(default_factory=list)
+    #: Receipts that came before the outcome was recorded (see engine.receipts).
+    receipts: list[tuple[str, str, float]] = field(default_factory=list)
     failed_status: int | None = None
     unknown: bool = False
     armed: bool = False  # marked IN_FLIGHT in the ledger

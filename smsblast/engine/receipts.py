@@ -2,10 +2,20 @@
 
 A receipt is keyed by its normalised message id (``receipted_message_id`` TLV
 first, else the id in the text; hex or decimal as the SMSC that sent it is
-configured), buffered, and matched against the ledger every ``interval``. One
-that arrives before its submit_sm_resp was recorded does not match yet: it is
-retried on every flush for ``grace`` seconds, then parked in the ledger, where
-later flushes keep matching parked receipts (bounded by the ledger's max age).
+configured). A receipt for a part accepted here whose outcome is not in the
+ledger yet (``note_accepted`` until ``recorded``) joins that outcome, and the
+ledger applies both in one write; so does one that came just before its
+submit_sm_resp (it waits in the buffer, and ``note_accepted`` takes it out).
+Why: an SMSC that answers within milliseconds otherwise has most receipts miss
+and go round again (measured at 600k with the simulator's receipt delay 0: 904k
+receipt rows sent to the ledger for 600k receipts; 18% of receipts came before
+their submit_sm_resp, on another bind of the same SMSC).
+
+Any other receipt is buffered and matched against the ledger every
+``interval``. One that finds no key (its submit_sm_resp was not recorded yet)
+is retried on every flush for ``grace`` seconds, then parked in the ledger,
+where later flushes keep matching parked receipts (bounded by the ledger's max
+age).
 """
 
 from __future__ import annotations
@@ -15,10 +25,10 @@ import itertools
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from smsblast import metrics as m
-from smsblast.ledger import AsyncLedger, ReceiptRow
+from smsblast.ledger import AsyncLedger, Outcome, ReceiptRow
 from smsblast.smpp.constants import ESM_CLASS_DELIVERY_RECEIPT
 from smsblast.smpp.fast import DeliverFields
 from smsblast.smpp.receipt import (
@@ -32,6 +42,9 @@ from smsblast.smpp.receipt import (
 log = logging.getLogger("smsblast.engine")
 
 ACCEPTED_AT_MAX = 200_000
+
+#: Receipts that came before their outcome was recorded: (key, ledger state, unix time).
+EarlyReceipts = list[tuple[str, str, float]]
 
 #: Receipt state -> the ledger's word for it. Intermediate states are not recorded.
 LEDGER_STATE: dict[ReceiptState, str] = {
@@ -55,9 +68,13 @@ class ReceiptCorrelator:
         #: key -> monotonic time its submit_sm was accepted, for the receipt latency
         #: histogram; bounded (oldest dropped first), never needed for correctness.
         self.accepted_at: dict[str, float] = {}
+        #: key -> the early receipts of its outcome, from accepted until recorded (bounded
+        #: by the parts in memory: every accepted part's outcome is recorded).
+        self._unrecorded: dict[str, EarlyReceipts] = {}
         self.interval = interval
         self.grace = grace
-        self._buffer: list[ReceiptRow] = []
+        self._buffer: list[ReceiptRow | None] = []  # None: taken by note_accepted
+        self._orphans: dict[str, int] = {}  # key -> its receipt's index in _buffer
         self._retry: list[ReceiptRow] = []
         # Receipts per ledger state and receipt latencies since the last flush: they reach
         # Prometheus once per flush, not once per receipt.
@@ -99,7 +116,13 @@ class ReceiptCorrelator:
                 self.stats["intermediate"] += 1
                 return
             key = key_prefix + normalize(raw_id)
-            self._buffer.append(ReceiptRow(key, ledger_state, raw_id, time.time()))
+            early = self._unrecorded.get(key)
+            if early is None:
+                self._orphans[key] = len(self._buffer)
+                self._buffer.append(ReceiptRow(key, ledger_state, raw_id, time.time()))
+            else:
+                early.append((key, ledger_state, time.time()))
+                self.stats["matched"] += 1
             self._by_state[ledger_state] += 1
             sent = self.accepted_at.pop(key, None)
             if sent is not None:
@@ -117,15 +140,17 @@ class ReceiptCorrelator:
     async def flush(self) -> None:
         self._flush_metrics()
         retried = len(self._retry)
-        rows = self._retry + self._buffer
+        rows = self._retry + [row for row in self._buffer if row is not None]
         self._buffer = []
+        self._orphans = {}
         if not rows:
             return
         try:
             unmatched = await self.ledger.record_receipts(rows)
         except BaseException:
-            self._buffer[:0] = rows[retried:]  # not written: keep them for the next flush
-            self._retry = rows[:retried]
+            # Not written: all of them go again at the next flush, ahead of what came
+            # meanwhile (as retries: the buffer's indices in _orphans stay right).
+            self._retry = rows
             raise
         self.stats["matched"] += len(rows) - len(unmatched)
         now = time.time()
@@ -150,16 +175,32 @@ class ReceiptCorrelator:
             self.stats["parked"] += len(self._retry)
             self._retry = []
 
-    def note_accepted(self, key: str) -> None:
+    def note_accepted(self, key: str, early: EarlyReceipts) -> None:
+        """``key``'s part was accepted: until :meth:`recorded` its receipts go to ``early``
+        (its outcome's list, written to the ledger with the outcome), and so does one that
+        came first and still waits in the buffer."""
+        self._unrecorded[key] = early
+        if self._orphans:
+            at = self._orphans.pop(key, None)
+            if at is not None:
+                row = self._buffer[at]
+                assert row is not None
+                self._buffer[at] = None
+                early.append((key, row.state, row.received_at))
+                self.stats["matched"] += 1
         accepted = self.accepted_at
         accepted[key] = time.monotonic()
         if len(accepted) > ACCEPTED_AT_MAX:
             for old in list(itertools.islice(accepted, len(accepted) - ACCEPTED_AT_MAX // 2)):
                 del accepted[old]
 
-    @property
-    def waiting(self) -> int:
-        return len(self._buffer) + len(self._retry)
+    def recorded(self, outcomes: Iterable[Outcome]) -> None:
+        """These outcomes are being written: later receipts for their parts go to the ledger
+        alone (call it before the write is sent: nothing may join an outcome once sent)."""
+        unrecorded = self._unrecorded
+        for outcome in outcomes:
+            for _, _, key in outcome.message_ids:
+                unrecorded.pop(key, None)
 
     async def run(self) -> None:
         while True:
