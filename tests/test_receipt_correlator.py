@@ -71,6 +71,7 @@ async def test_a_receipt_before_the_resp_waits_in_the_buffer_for_it(ledger: Asyn
     early: EarlyReceipts = []
     correlator.note_accepted(KEY, early)
     assert [(key, st) for key, st, _ in early] == [(KEY, "delivered")]
+    assert KEY not in correlator.accepted_at  # no receipt to wait for: nothing kept
     await correlator.flush()
     await write_outcome(correlator, ledger, early)
     assert await state(ledger) == {"delivered": 1}

@@ -188,6 +188,7 @@ class ReceiptCorrelator:
                 self._buffer[at] = None
                 early.append((key, row.state, row.received_at))
                 self.stats["matched"] += 1
+                return  # its receipt is in: no latency to time (and no entry left behind)
         accepted = self.accepted_at
         accepted[key] = time.monotonic()
         if len(accepted) > ACCEPTED_AT_MAX:
