@@ -19,7 +19,9 @@ SQLite transaction, so a batch is either wholly on disk or not at all:
    (a part's fate is unknown to the SMSC). A receipt that finds no key is handed back; the
    caller retries it, then parks it (:meth:`~SqliteLedger.park_unmatched`). Parked receipts
    are matched as soon as their key is recorded, and dropped (and counted) after
-   ``receipt_max_age``.
+   ``receipt_max_age``. Receipts that came before their outcome was written travel with it
+   (``Outcome.receipts``) and are applied in its transaction by the same rules
+   (``_fold_receipts``): one write per recipient where an SMSC answers within milliseconds.
 
 After ``kill -9`` the engine reopens the file: :meth:`~SqliteLedger.in_flight` lists who may
 or may not have been sent (the on_unknown policy decides), ``claim`` answers "already
