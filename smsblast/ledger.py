@@ -78,6 +78,7 @@ __all__ = [
     "CampaignInfo",
     "Claim",
     "Control",
+    "KeyedReceipt",
     "Ledger",
     "LedgerError",
     "Outcome",
@@ -154,13 +155,15 @@ _RECEIPT_EFFECT: Final[dict[str, int]] = {
 
 #: A part's receipt so far: (receipt state or None, unix time or None).
 PartReceipt = tuple[str | None, float | None]
+#: A receipt as a recipient's parts take it: (key, receipt state, unix time received).
+KeyedReceipt = tuple[str, str, float]
 
 
 def _fold_receipts(
     code: int,
     delivered: int,
     parts: int,
-    receipts: Iterable[tuple[str, str, float]],
+    receipts: Iterable[KeyedReceipt],
     current: dict[str, PartReceipt],
 ) -> tuple[int, int, float]:
     """Apply one recipient's receipts (key, receipt state, time), in arrival order.
@@ -234,7 +237,7 @@ class Outcome(NamedTuple):
     status: int | None = None
     error: str = ""
     message_ids: Sequence[tuple[int, str, str]] = ()
-    receipts: Sequence[tuple[str, str, float]] = ()
+    receipts: Sequence[KeyedReceipt] = ()
 
 
 class ReceiptRow(NamedTuple):
@@ -904,7 +907,7 @@ class SqliteLedger:
             current[key] = (receipt, receipt_at)
             recipients[rid] = (state, delivered, n_parts, route, cid)
         unmatched: list[ReceiptRow] = []
-        by_recipient: defaultdict[int, list[tuple[str, str, float]]] = defaultdict(list)
+        by_recipient: defaultdict[int, list[KeyedReceipt]] = defaultdict(list)
         for row in rows:
             rid = owner.get(row[0])
             if rid is None:

@@ -9,6 +9,7 @@ from smsblast.smpp.parts import PartSpec
 
 if TYPE_CHECKING:
     from smsblast.engine.campaign import CampaignRun
+    from smsblast.ledger import KeyedReceipt
 
 
 @dataclass(slots=True, eq=False)
@@ -24,7 +25,7 @@ class Job:
     remaining: int = 0
     message_ids: list[tuple[int, str, str]] = field(default_factory=list)
     #: Receipts that came before the outcome was recorded (see engine.receipts).
-    receipts: list[tuple[str, str, float]] = field(default_factory=list)
+    receipts: list[KeyedReceipt] = field(default_factory=list)
     failed_status: int | None = None
     unknown: bool = False
     armed: bool = False  # marked IN_FLIGHT in the ledger

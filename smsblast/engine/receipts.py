@@ -28,7 +28,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 
 from smsblast import metrics as m
-from smsblast.ledger import AsyncLedger, Outcome, ReceiptRow
+from smsblast.ledger import AsyncLedger, KeyedReceipt, Outcome, ReceiptRow
 from smsblast.smpp.constants import ESM_CLASS_DELIVERY_RECEIPT
 from smsblast.smpp.fast import DeliverFields
 from smsblast.smpp.receipt import (
@@ -44,7 +44,7 @@ log = logging.getLogger("smsblast.engine")
 ACCEPTED_AT_MAX = 200_000
 
 #: Receipts that came before their outcome was recorded: (key, ledger state, unix time).
-EarlyReceipts = list[tuple[str, str, float]]
+EarlyReceipts = list[KeyedReceipt]
 
 #: Receipt state -> the ledger's word for it. Intermediate states are not recorded.
 LEDGER_STATE: dict[ReceiptState, str] = {
