@@ -149,12 +149,6 @@ CONSUMER_LAG = Gauge(
     ["campaign"],
     registry=REGISTRY,
 )
-READ_HELD = Counter(
-    "smsblast_read_held_seconds_total",
-    "Seconds the reader waited for room on a busy route instead of parking its recipients",
-    ["campaign"],
-    registry=REGISTRY,
-)
 CAMPAIGN_TOTAL = Gauge(
     "smsblast_campaign_records",
     "Records in the segment snapshot",

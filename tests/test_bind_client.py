@@ -390,28 +390,6 @@ async def test_submit_still_buffered_when_connection_is_aborted_is_retryable(
     assert outcomes.kinds() == {RETRYABLE: 2}  # ... so resending them is safe
 
 
-async def test_submits_flushed_by_their_writer_leave_at_once(
-    make_smsc: SmscFactory, open_bind: BindFactory
-) -> None:
-    """The engine's pump calls flush() after filling the window, so its submits leave in
-    this loop pass: aborted right after, they are UNKNOWN (they may have reached the SMSC),
-    never RETRYABLE (which would send them twice)."""
-    smsc = await make_smsc(drop=lambda i: True)
-    bind = await open_bind(config_for(smsc))
-    conn = bind.connection
-    assert conn is not None
-    outcomes = Outcomes(2)
-
-    for i in range(2):
-        conn.send_submit(TEMPLATE, dest(i).encode(), b"x", outcomes, i)
-    conn.flush()
-    conn.abort()
-    await outcomes.wait(2)
-
-    assert outcomes.kinds() == {UNKNOWN: 2}
-    assert all(not o.reason.startswith("never written") for o in outcomes.single())
-
-
 # --------------------------------------------------------------------------- enquire_link
 
 

@@ -10,12 +10,7 @@ the sans-IO :class:`Session`, which checks it against the state table.
 
 Writes are batched: ``send_*`` appends bytes to a buffer and, once per event
 loop pass, ``_flush`` hands the whole buffer to the transport in one call (a
-write per PDU costs ~6 us and would halve throughput). A writer that has just
-written a batch (the engine's pump after filling the window; ``data_received``
-after answering a read's deliver_sms) calls :meth:`flush` itself, so the bytes
-leave in this loop pass, not the next: uvloop runs callbacks scheduled by a
-callback one pass later, and a pass under load is several milliseconds of other
-work, which the window's round trip would otherwise pay each time.
+write per PDU costs ~6 us and would halve throughput).
 
 Every request written gets exactly one outcome, delivered through its callback:
 a response (accepted / rejected / retryable by status); a response timeout
@@ -179,8 +174,6 @@ class EsmeConnection(asyncio.Protocol):
             log.warning("%s: closing, stream unusable: %s", self.config.label(), exc)
             self.stats["violations"] += 1
             self.abort()
-        if self._out:
-            self._flush()  # deliver_sm_resps: the SMSC's own window waits on them
         self._wake_slot_waiter()
 
     def _deliver_fast(self, frame: Frame, now: float) -> None:
@@ -287,11 +280,6 @@ class EsmeConnection(asyncio.Protocol):
         if not self._flush_scheduled:
             self._flush_scheduled = True
             self._loop.call_soon(self._flush)
-
-    def flush(self) -> None:
-        """Hand what is buffered to the transport now (see the module docstring)."""
-        if self._out:
-            self._flush()
 
     def _flush(self) -> None:
         self._flush_scheduled = False

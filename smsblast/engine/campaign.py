@@ -68,7 +68,6 @@ from smsblast.config import Campaign, SmscConfig
 from smsblast.engine.jobs import Job, WorkItem
 from smsblast.engine.offsets import OffsetTracker
 from smsblast.engine.planner import aim, plan_route, remaining_recipients
-from smsblast.engine.readgate import RouteRoom, expected_parts, hold
 from smsblast.engine.snapshot import segment_end_offsets
 from smsblast.ledger import Claim, Control, Outcome, State
 from smsblast.render import MissingField
@@ -94,11 +93,7 @@ SPLIT_CACHE_MAX = 4096
 ROUTE_DOWN_PARK = 2.0
 #: Records per read batch: one ledger transaction each.
 READ_BATCH = 5000
-BACKLOG_SECONDS = 3.0  # a route may hold what it sends in this long (see _route_shares)
-#: The reader holds a batch at most this long for room on a busy route (engine.readgate),
-#: checking every HOLD_POLL seconds.
-HOLD_MAX = 1.0
-HOLD_POLL = 0.02
+BACKLOG_SECONDS = 3.0  # a route may hold what it sends in this long (see _prepare)
 #: The plan loop: gates (pause, quiet hours), pacing and projection, re-done this often.
 PLAN_TICK = 0.5
 #: Seconds of sending before the achieved rate counts in the projected finish.
@@ -115,7 +110,6 @@ class _Batch(NamedTuple):
     reject_offsets: list[tuple[PartKey, int]]
     dead: list[tuple[Any, str, str]]
     claims: list[tuple[Claim, PartKey, int, tuple[PartSpec, ...], bool]]
-    queued: Counter[str]  # parts per route the claims will queue (not parked)
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -164,9 +158,6 @@ class CampaignRun:
         self._m_routes: dict[str, tuple[Any, Any]] = {}
         self._latencies: defaultdict[str, list[float]] = defaultdict(list)
         self._route_jobs: Counter[str] = Counter()  # jobs in memory per route
-        #: parts and recipients per route, and records, of the last batch read: the mix the
-        #: reader expects of the next one (engine.readgate)
-        self._last_read: tuple[Counter[str], Counter[str], int] = (Counter(), Counter(), 0)
         self._active: set[str] = set()  # msisdns of the jobs in memory (bounded by in_memory)
         self.stats: Counter[str] = Counter()
         self._outcomes: list[tuple[Outcome, PartKey | None, int, str]] = []
@@ -184,7 +175,6 @@ class CampaignRun:
         self._m_supp = m.RECIPIENTS_SUPPRESSED.labels(*labels)
         self._m_in_flight = m.CAMPAIGN_IN_FLIGHT.labels(*labels)
         self._m_lag = m.CONSUMER_LAG.labels(*labels)
-        self._m_held = m.READ_HELD.labels(*labels)
         self._m_pending = m.CAMPAIGN_PENDING.labels(*labels)
         self._read_to: dict[PartKey, int] = {}  # next offset to read, per partition
 
@@ -449,16 +439,13 @@ class CampaignRun:
         Parking decisions and the memory cap may run one batch behind."""
         cap = self.engine.max_in_memory
         recording: asyncio.Task[None] | None = None
-        prepared: _Batch | None = None
         try:
             while not self._stopping:
                 if self.in_memory >= cap:
                     self._room.clear()
                     await self._room.wait()
                     continue
-                size = min(READ_BATCH, cap)
-                await self._hold_for_room(size, recording, prepared)
-                batch = await consumer.getmany(timeout_ms=100, max_records=size)
+                batch = await consumer.getmany(timeout_ms=100, max_records=min(READ_BATCH, cap))
                 if batch:
                     prepared = self._prepare(consumer, batch)
                     if recording is not None:
@@ -469,69 +456,6 @@ class CampaignRun:
         finally:
             if recording is not None:
                 await recording
-
-    async def _hold_for_room(
-        self, size: int, recording: asyncio.Task[None] | None, last: _Batch | None
-    ) -> None:
-        """Wait, at most HOLD_MAX, while a busy route lacks room for what the next batch
-        will likely bring (engine.readgate): its overflow would park, a second trip
-        through the ledger, when the route only needs a moment. ``last`` is the batch
-        ``recording`` is still claiming: its parts are not in the lanes yet."""
-        loop = asyncio.get_running_loop()
-        started = loop.time()
-        held = False
-        while not self._stopping:
-            claiming = recording is not None and not recording.done()
-            adding = last.queued if claiming and last is not None else None
-            if not hold(self._read_room(size, adding, loop.time()), self.engine.load.sample()):
-                break
-            if loop.time() - started >= HOLD_MAX:
-                break
-            held = True
-            await asyncio.sleep(HOLD_POLL)
-        if held:
-            self._m_held.inc(loop.time() - started)
-            self.stats["read_holds"] += 1
-
-    def _read_room(self, size: int, adding: Counter[str] | None, now: float) -> list[RouteRoom]:
-        """Every route's expected parts of a ``size``-record batch against its room: its
-        lane cap and its share of memory, less ``adding`` (parts claimed, not yet queued)."""
-        parts, jobs, records = self._last_read
-        shares = self._route_shares()
-        rooms: dict[str, int] = {}
-        caps: dict[str, int] = {}
-        for route, pool in self.engine.pools.items():
-            per_job = parts[route] / jobs[route] if jobs[route] else 1.0
-            share = int(shares[route] * per_job)
-            caps[route] = min(pool.queue_cap, share)
-            rooms[route] = min(
-                pool.queue_cap - pool.lane_backlog(self),
-                share - int(self._route_jobs[route] * per_job),
-            ) - (adding[route] if adding else 0)
-        pools = self.engine.pools
-        return [
-            RouteRoom(
-                need,
-                rooms[route],
-                pools[route].recent_rate(),
-                pools[route].down_for(now) == 0,
-            )
-            for route, need in expected_parts(parts, records, size, caps).items()
-            if route in pools
-        ]
-
-    def _route_shares(self) -> dict[str, int]:
-        """Recipients each route may hold in memory (retries included), so one slow or
-        throttling SMSC cannot starve the others: an equal share of the budget, or what the
-        route sends in BACKLOG_SECONDS if more (memory in proportion to throughput: with
-        equal shares a route taking half the traffic parked 22% of a 300k e2e run, and
-        every parked recipient costs a second trip through the ledger)."""
-        engine = self.engine
-        equal = max(1000, engine.max_in_memory // max(1, len(engine.pools)))
-        return {
-            r: min(engine.max_in_memory, max(equal, int(p.recent_rate() * BACKLOG_SECONDS)))
-            for r, p in engine.pools.items()
-        }
 
     async def _input_exhausted(self, consumer: AIOKafkaConsumer) -> bool:
         """Every assigned partition has been read up to its snapshot end."""
@@ -561,7 +485,16 @@ class CampaignRun:
         now = asyncio.get_running_loop().time()
         read = 0
         route_down = {r: p.down_for(now) > ROUTE_DOWN_PARK for r, p in engine.pools.items()}
-        route_share = self._route_shares()
+        # No route may hold more than its share of the memory budget (retries included), so
+        # one slow or throttling SMSC cannot starve the others: an equal share, or what the
+        # route sends in BACKLOG_SECONDS if more (memory in proportion to throughput: with
+        # equal shares a route taking half the traffic parked 22% of a 300k e2e run, and
+        # every parked recipient costs a second trip through the ledger).
+        equal = max(1000, engine.max_in_memory // max(1, len(engine.pools)))
+        route_share = {
+            r: min(engine.max_in_memory, max(equal, int(p.recent_rate() * BACKLOG_SECONDS)))
+            for r, p in engine.pools.items()
+        }
         template = self.template
         on_missing = self.cfg.on_missing_field
         optout = engine.optout
@@ -635,20 +568,13 @@ class CampaignRun:
                 claims.append((claim, key, rec.offset, parts, parked))
         self._m_read.inc(read)
         self._m_lag.set(self._unread())
-        if claims:
-            mix_parts: Counter[str] = Counter()
-            mix_jobs: Counter[str] = Counter()
-            for claim, _, _, _, _ in claims:
-                mix_parts[claim.route or ""] += claim.parts
-                mix_jobs[claim.route or ""] += 1
-            self._last_read = (mix_parts, mix_jobs, read)
-        return _Batch(rejects, reject_offsets, dead, claims, routes_added)
+        return _Batch(rejects, reject_offsets, dead, claims)
 
     async def _record(self, batch: _Batch) -> None:
         """Durable facts first; then queue, dead-letter and complete offsets."""
         engine = self.engine
         tracker = self.tracker
-        rejects, reject_offsets, dead, claims, _ = batch
+        rejects, reject_offsets, dead, claims = batch
         if rejects:
             await engine.ledger.record_rejects(self.name, rejects)
         if dead:

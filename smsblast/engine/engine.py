@@ -24,7 +24,6 @@ from smsblast.config import Campaign, EngineConfig
 from smsblast.engine.campaign import CampaignRun, dead_letter_value
 from smsblast.engine.jobs import Job, WorkItem
 from smsblast.engine.pool import BindWorker, RoutePool
-from smsblast.engine.readgate import CpuLoad
 from smsblast.engine.receipts import ReceiptCorrelator
 from smsblast.ledger import AsyncLedger, Control, LedgerError, State
 from smsblast.optout import OptOutList
@@ -59,7 +58,6 @@ class Engine:
         self.drain_timeout = drain_timeout
         self.rng = rng or random.Random()
         self.receipts = ReceiptCorrelator(ledger)
-        self.load = CpuLoad()  # the reader holds for a busy route only while this is high
         self.pools: dict[str, RoutePool] = {}
         for route, route_cfg in config.routes.items():
             pool = RoutePool(route, route_queue_cap, self._on_outcome, self._arm, self._disarm)

@@ -210,7 +210,6 @@ class BindWorker:
                     sent += 1
             except ConnectionClosed:
                 queue.appendleft(item)  # not written: it goes to the next bind
-            conn.flush()  # out in this loop pass: the window's round trip is shorter
             if sent:
                 self._m_submits.inc(sent)
                 pool.note_sent(sent)
