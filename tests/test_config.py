@@ -438,6 +438,18 @@ def test_kafka_plaintext_kwargs(write: Writer, engine_data: dict[str, Any]) -> N
     assert kafka.aiokafka_kwargs() == {"client_id": "smsblast", "security_protocol": "PLAINTEXT"}
 
 
+def test_kafka_group_session_timeout(write: Writer, engine_data: dict[str, Any]) -> None:
+    kafka = load_engine_config(write(engine_data)).kafka
+    assert kafka.group_kwargs() == {"session_timeout_ms": 6000, "heartbeat_interval_ms": 2000}
+    engine_data["kafka"]["session_timeout_ms"] = 45000
+    kafka = load_engine_config(write(engine_data)).kafka
+    assert kafka.group_kwargs() == {"session_timeout_ms": 45000, "heartbeat_interval_ms": 15000}
+    engine_data["kafka"]["session_timeout_ms"] = 500
+    assert "greater than or equal to 1000" in problem_at(
+        engine_errors(write, engine_data), "kafka.session_timeout_ms"
+    )
+
+
 def test_kafka_sasl_ssl_kwargs_read_the_password_at_call_time(
     write: Writer, engine_data: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -476,7 +488,10 @@ async def test_kafka_kwargs_are_accepted_by_aiokafka(
     kafka = load_engine_config(write(engine_data)).kafka
     # Constructed only (never started): the point is that every keyword is accepted.
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=kafka.bootstrap_servers, **kafka.aiokafka_kwargs()
+        bootstrap_servers=kafka.bootstrap_servers,
+        group_id="g",
+        **kafka.group_kwargs(),
+        **kafka.aiokafka_kwargs(),
     )
     producer = AIOKafkaProducer(
         bootstrap_servers=kafka.bootstrap_servers, **kafka.aiokafka_kwargs()

@@ -251,6 +251,7 @@ class CampaignRun:
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             max_partition_fetch_bytes=4 * 1024 * 1024,
+            **engine.config.kafka.group_kwargs(),
             **engine.config.kafka.aiokafka_kwargs(),
         )
         self._consumer = consumer
