@@ -126,6 +126,14 @@ def test_separators_anywhere_are_ignored(
     assert normalize_msisdn(raw) == "62" + national
 
 
+def test_a_normalised_number_comes_back_as_it_is_and_near_misses_are_still_refused() -> None:
+    raw = "6281234567890"
+    assert normalize_msisdn(raw) is raw  # the fast path: no copy, no other step
+    for near in ("628123456", "628123456789012", "6284123456789", "62812345678\uff190"):
+        with pytest.raises(InvalidMsisdn):
+            normalize_msisdn(near)
+
+
 @given(st.text(max_size=30))
 def test_arbitrary_text_either_normalises_or_raises_invalid_msisdn(raw: str) -> None:
     try:
