@@ -37,6 +37,13 @@ def summarise(run: StackRun) -> dict[str, Any]:
         "fill_seconds": run.fill_seconds,
         "engine_seconds": round(seconds, 2),
         "recipients_per_s": round(run.recipients / seconds, 1),
+        # engine start (a fresh process) -> first recipient claimed: imports, ledger, binds,
+        # and the Kafka group join
+        "startup_seconds": (
+            None
+            if run.ledger.first_claim_at is None
+            else round(run.ledger.first_claim_at - run.engine.started_at, 2)
+        ),
         "engine_peak_rss_mb": run.engine.peak_rss_mb,
         "ledger_process_peak_rss_mb": run.engine.children_peak_rss_mb,
         "engine_total_peak_rss_mb": run.engine.total_peak_rss_mb,

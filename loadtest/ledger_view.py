@@ -26,6 +26,7 @@ class LedgerFigures:
     accepted: int  # recipients with at least one part accepted by the SMSC (a message id)
     statuses: dict[str, int]  # last submit_sm_resp status -> recipients
     latencies_s: list[float]  # claim -> receipt, a sample
+    first_claim_at: float | None = None  # unix time of the campaign's first claim
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -49,6 +50,9 @@ def ledger_figures(path: Path, campaign: str) -> LedgerFigures:
         (accepted,) = conn.execute(
             "SELECT count(DISTINCT recipient) FROM message_ids WHERE campaign = ?", (cid,)
         ).fetchone()
+        (first_claim_at,) = conn.execute(
+            "SELECT min(created_at) FROM recipients WHERE campaign = ?", (cid,)
+        ).fetchone()
         step = max(1, int(report["total"]) // SAMPLE)
         latencies = [
             float(d)
@@ -67,4 +71,5 @@ def ledger_figures(path: Path, campaign: str) -> LedgerFigures:
         accepted=int(accepted),
         statuses=dict(report["statuses"]),
         latencies_s=latencies,
+        first_claim_at=first_claim_at,
     )

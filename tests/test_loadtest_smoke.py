@@ -68,4 +68,7 @@ def test_baseline_reports_both_smpplib_variants_and_the_ratio(tmp_path: Path) ->
         assert v["resp_errors"] == 0
         assert v["e2e_ratio"] > 0
     assert data["e2e"]["source"] == "run by baseline"
+    # e2e's figures came with it: the engine claimed its first recipient after it started
+    # and before it finished
+    assert 0 < data["e2e"]["startup_seconds"] < data["e2e"]["engine_seconds"]
     assert data["sim_totals"]["submits_accepted"] == 1200  # both variants, every recipient
