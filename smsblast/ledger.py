@@ -831,10 +831,14 @@ class SqliteLedger:
             parked = self._parked
             if parked and (mids or receipt_mids):
                 parked -= self._match_parked_keys(_json([*mids, *receipt_mids]))
+            self._commit()
         except BaseException:
             self._rollback()
+            # The loop above set cached rows (state, delivered) to what this transaction
+            # would have stored; rolled back, they are wrong. Drop the campaign's cache:
+            # later calls read the table (a retry of this batch then counts it right).
+            self._flight.pop(cid, None)
             raise
-        self._commit()
         self._parked = parked
         if flight:
             for msisdn in map(_FIRST, rows):

@@ -280,6 +280,28 @@ def test_a_final_state_is_not_overwritten_by_a_later_outcome(ledger: SqliteLedge
     assert_tallies_match_rows(ledger)
 
 
+def test_an_outcome_batch_that_fails_midway_leaves_nothing_and_its_retry_counts_right(
+    ledger: SqliteLedger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ledger.claim(CAMPAIGN, claims_for(range(3)), State.IN_FLIGHT)
+    early = [("k1-1", "delivered", time.time())]
+    rows = [submitted(0), submitted(1)._replace(receipts=early), submitted(2)]
+
+    def disk_error(*_: object) -> None:
+        raise sqlite3.OperationalError("disk I/O error")
+
+    monkeypatch.setattr(ledger, "_tally", disk_error)  # fails after every row was prepared
+    with pytest.raises(sqlite3.OperationalError):
+        ledger.record_outcomes(CAMPAIGN, rows)
+    monkeypatch.undo()
+    assert ledger.counts(CAMPAIGN)["in_flight"] == 3
+    ledger.record_outcomes(CAMPAIGN, rows)  # the engine keeps a failed batch and retries it
+    counts = ledger.counts(CAMPAIGN)
+    assert (counts["in_flight"], counts["submitted"], counts["delivered"]) == (0, 2, 1)
+    assert_tallies_match_rows(ledger)
+    assert state_of(ledger, 1) is State.DELIVERED
+
+
 def test_an_outcome_for_an_unclaimed_number_is_counted_not_lost(ledger: SqliteLedger) -> None:
     ledger.record_outcomes(CAMPAIGN, [submitted(42)])
     assert ledger.counts(CAMPAIGN)["submitted"] == 1
