@@ -480,7 +480,13 @@ class SqliteLedger:
         self._conn.execute("BEGIN IMMEDIATE")
 
     def _commit(self) -> None:
-        self._conn.execute("COMMIT")
+        """COMMIT, or roll back and raise: a COMMIT that fails (SQLITE_BUSY, a full disk) can
+        leave the transaction open, and every later BEGIN would then fail."""
+        try:
+            self._conn.execute("COMMIT")
+        except BaseException:
+            self._rollback()
+            raise
 
     def _rollback(self) -> None:
         if self._conn.in_transaction:

@@ -15,6 +15,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -277,6 +278,41 @@ def test_a_final_state_is_not_overwritten_by_a_later_outcome(ledger: SqliteLedge
     assert ledger.record_receipts([receipt(1)]) == []
     ledger.record_outcomes(CAMPAIGN, [Outcome(msisdn(1), State.UNKNOWN, None, "late")])
     assert state_of(ledger, 1) is State.DELIVERED
+    assert_tallies_match_rows(ledger)
+
+
+class CommitFailsOnce:
+    """A connection whose next COMMIT fails, as on a full disk; everything else passes."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+        self.armed = True
+
+    def execute(self, sql: str, *args: Any) -> sqlite3.Cursor:
+        if sql == "COMMIT" and self.armed:
+            self.armed = False
+            raise sqlite3.OperationalError("database or disk is full")
+        return self.conn.execute(sql, *args)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.conn, name)
+
+
+def test_a_failed_commit_stores_nothing_and_the_ledger_keeps_working(
+    ledger: SqliteLedger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ledger.claim(CAMPAIGN, claims_for([0]), State.IN_FLIGHT)
+    real = ledger._conn
+    monkeypatch.setattr(ledger, "_conn", CommitFailsOnce(real))
+    with pytest.raises(sqlite3.OperationalError):
+        ledger.claim(CAMPAIGN, claims_for(range(1, 4)), State.PENDING)
+    assert ledger.claim(CAMPAIGN, claims_for(range(1, 4)), State.PENDING) == [None] * 3
+    monkeypatch.setattr(ledger, "_conn", CommitFailsOnce(real))
+    with pytest.raises(sqlite3.OperationalError):
+        ledger.record_outcomes(CAMPAIGN, [submitted(0)])
+    ledger.record_outcomes(CAMPAIGN, [submitted(0)])
+    counts = ledger.counts(CAMPAIGN)
+    assert (counts["pending"], counts["submitted"], counts["in_flight"]) == (3, 1, 0)
     assert_tallies_match_rows(ledger)
 
 
