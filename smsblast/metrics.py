@@ -76,8 +76,8 @@ RECIPIENTS_FINISHED = Counter(
 )
 RECEIPTS = Counter(
     "smsblast_receipts_total",
-    "Delivery receipts received, by final state",
-    ["state"],
+    "Delivery receipts received, by route and final state",
+    ["route", "state"],
     registry=REGISTRY,
 )
 RECEIPTS_UNMATCHED = Counter(

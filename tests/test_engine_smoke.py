@@ -30,6 +30,7 @@ async def test_small_blast_reaches_every_recipient_once(
     numbers = [f"6281{2 + (i % 3) * 0}{i:08d}" for i in range(300)]
     numbers += [f"62856{i:08d}" for i in range(200)] + [f"62817{i:08d}" for i in range(100)]
     await fill(kafka_bootstrap, topic, numbers, extra=[b"not json", b'{"msisdn": "021555"}'])
+    receipts_before = {route.name: receipts_of(route.name) for route in ROUTES}
     async with Simulator(simulator_profile(ROUTES)) as smsc:
         config = engine_config(kafka_bootstrap, smsc.port, ROUTES, str(tmp_path / "l.sqlite"))
         engine, ledger = make_engine(config, [campaign("smoke", [topic])])
@@ -52,6 +53,20 @@ async def test_small_blast_reaches_every_recipient_once(
     assert sample("smsblast_consumer_lag", campaign="smoke") == 0
     assert sample("smsblast_campaign_records", campaign="smoke") == 602
     assert sample("smsblast_receipt_latency_seconds_count") >= 600
+    # one final receipt per recipient, counted on its route (the registry is shared by the
+    # tests of this process: compare with before)
+    receipts = {r.name: receipts_of(r.name) - receipts_before[r.name] for r in ROUTES}
+    assert receipts == {"telkomsel": 300, "indosat": 200, "xl": 100}
+
+
+def receipts_of(route: str) -> float:
+    """``smsblast_receipts_total`` of ``route``, every state summed."""
+    return sum(
+        s.value
+        for metric in REGISTRY.collect()
+        for s in metric.samples
+        if s.name == "smsblast_receipts_total" and s.labels.get("route") == route
+    )
 
 
 def sample(name: str, **labels: str) -> float:

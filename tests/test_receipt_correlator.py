@@ -52,7 +52,7 @@ async def state(ledger: AsyncLedger) -> dict[str, int]:
 
 async def test_a_receipt_after_the_resp_joins_the_outcome(ledger: AsyncLedger) -> None:
     correlator = ReceiptCorrelator(ledger)
-    on_deliver = correlator.handler(IdFormat.HEX, "tsel-1:")
+    on_deliver = correlator.handler(IdFormat.HEX, "tsel-1:", "tsel")
     early: EarlyReceipts = []
     correlator.note_accepted(KEY, early)
     on_deliver(delivered_receipt())
@@ -66,7 +66,7 @@ async def test_a_receipt_after_the_resp_joins_the_outcome(ledger: AsyncLedger) -
 
 async def test_a_receipt_before_the_resp_waits_in_the_buffer_for_it(ledger: AsyncLedger) -> None:
     correlator = ReceiptCorrelator(ledger)
-    on_deliver = correlator.handler(IdFormat.HEX, "tsel-1:")
+    on_deliver = correlator.handler(IdFormat.HEX, "tsel-1:", "tsel")
     on_deliver(delivered_receipt())  # on another bind, ahead of the submit_sm_resp
     early: EarlyReceipts = []
     correlator.note_accepted(KEY, early)
@@ -81,7 +81,7 @@ async def test_a_receipt_flushed_before_the_resp_is_retried_by_the_ledger(
     ledger: AsyncLedger,
 ) -> None:
     correlator = ReceiptCorrelator(ledger)
-    on_deliver = correlator.handler(IdFormat.HEX, "tsel-1:")
+    on_deliver = correlator.handler(IdFormat.HEX, "tsel-1:", "tsel")
     on_deliver(delivered_receipt())
     await correlator.flush()  # tried: no such key yet, kept for a retry
     early: EarlyReceipts = []
@@ -97,7 +97,7 @@ async def test_a_receipt_after_the_outcome_was_sent_goes_to_the_ledger_alone(
     ledger: AsyncLedger,
 ) -> None:
     correlator = ReceiptCorrelator(ledger)
-    on_deliver = correlator.handler(IdFormat.HEX, "tsel-1:")
+    on_deliver = correlator.handler(IdFormat.HEX, "tsel-1:", "tsel")
     early: EarlyReceipts = []
     correlator.note_accepted(KEY, early)
     await write_outcome(correlator, ledger, early)

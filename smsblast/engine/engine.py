@@ -63,7 +63,7 @@ class Engine:
             pool = RoutePool(route, route_queue_cap, self._on_outcome, self._arm, self._disarm)
             for index, smsc in enumerate(route_cfg.smscs):
                 prefix = f"{smsc.label}:"
-                on_deliver = self.receipts.handler(smsc.receipt_format, prefix)
+                on_deliver = self.receipts.handler(smsc.receipt_format, prefix, route)
                 for bind_cfg in smsc.bind_configs(route):
                     worker = BindWorker(
                         pool,

@@ -76,9 +76,9 @@ class ReceiptCorrelator:
         self._buffer: list[ReceiptRow | None] = []  # None: taken by note_accepted
         self._orphans: dict[str, int] = {}  # key -> its receipt's index in _buffer
         self._retry: list[ReceiptRow] = []
-        # Receipts per ledger state and receipt latencies since the last flush: they reach
-        # Prometheus once per flush, not once per receipt.
-        self._by_state: Counter[str] = Counter()
+        # Receipts per (route, ledger state) and receipt latencies since the last flush: they
+        # reach Prometheus once per flush, not once per receipt.
+        self._by_state: Counter[tuple[str, str]] = Counter()
         self._latencies: list[float] = []
         self.stats = {
             "received": 0,
@@ -90,10 +90,13 @@ class ReceiptCorrelator:
         }
         self._last_parked_match = 0.0
 
-    def handler(self, receipt_format: IdFormat, key_prefix: str) -> Callable[[DeliverFields], None]:
-        """A deliver_sm callback (``Bind(on_deliver_fields=...)``) for the binds of one SMSC:
-        its receipts write ids in ``receipt_format``; ``key_prefix`` names the SMSC, so two
-        SMSCs issuing the same id never meet in the ledger."""
+    def handler(
+        self, receipt_format: IdFormat, key_prefix: str, route: str
+    ) -> Callable[[DeliverFields], None]:
+        """A deliver_sm callback (``Bind(on_deliver_fields=...)``) for the binds of one SMSC
+        of ``route`` (the receipts metric's label): its receipts write ids in
+        ``receipt_format``; ``key_prefix`` names the SMSC, so two SMSCs issuing the same id
+        never meet in the ledger."""
         normalize = id_normalizer(receipt_format)
 
         def on_deliver(pdu: DeliverFields) -> None:
@@ -123,7 +126,7 @@ class ReceiptCorrelator:
             else:
                 early.append((key, ledger_state, time.time()))
                 self.stats["matched"] += 1
-            self._by_state[ledger_state] += 1
+            self._by_state[route, ledger_state] += 1
             sent = self.accepted_at.pop(key, None)
             if sent is not None:
                 self._latencies.append(time.monotonic() - sent)
@@ -131,8 +134,8 @@ class ReceiptCorrelator:
         return on_deliver
 
     def _flush_metrics(self) -> None:
-        for state, n in self._by_state.items():
-            m.RECEIPTS.labels(state).inc(n)
+        for (route, state), n in self._by_state.items():
+            m.RECEIPTS.labels(route, state).inc(n)
         self._by_state.clear()
         m.observe_many(m.RECEIPT_LATENCY, self._latencies)
         self._latencies.clear()
