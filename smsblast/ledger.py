@@ -275,7 +275,8 @@ class Ledger(Protocol):
     """What the engine needs from a ledger; :class:`SqliteLedger` is the one implementation."""
 
     def open_campaign(self, campaign: str, snapshot: dict[str, int] | None) -> CampaignInfo: ...
-    def set_control(self, campaign: str, control: str) -> None: ...
+    def control(self, campaign: str) -> str | None: ...
+    def set_control(self, campaign: str, control: str, before_open: bool = False) -> None: ...
     def claim(self, campaign: str, claims: Sequence[Claim], state: State) -> list[State | None]: ...
     def record_rejects(self, campaign: str, rows: Sequence[tuple[str, State, str]]) -> None: ...
     def record_outcomes(self, campaign: str, rows: Sequence[Outcome]) -> None: ...
@@ -302,10 +303,11 @@ class Ledger(Protocol):
     def close(self) -> None: ...
 
 
-SCHEMA_VERSION: Final = 2
+SCHEMA_VERSION: Final = 3
 # Migrations from each older version to the next, run in order in one transaction.
 _MIGRATIONS: Final[dict[int, tuple[str, ...]]] = {
     1: ("ALTER TABLE message_ids ADD COLUMN submit_at REAL",),  # 2: per-part submit time
+    2: (),  # 3: early_controls (a new table: _SCHEMA creates it)
 }
 
 _SCHEMA: Final = """
@@ -318,6 +320,10 @@ CREATE TABLE IF NOT EXISTS campaigns (
     created_at REAL NOT NULL,
     first_id INTEGER NOT NULL            -- every recipient row of the campaign has id >= this
 );
+CREATE TABLE IF NOT EXISTS early_controls (  -- asked for before the campaign opened
+    name TEXT PRIMARY KEY,
+    control TEXT NOT NULL CHECK (control IN ('running', 'paused', 'cancelled'))
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS sources (
     id INTEGER PRIMARY KEY,
     topic TEXT NOT NULL,
@@ -545,7 +551,9 @@ class SqliteLedger:
         """Create the campaign with ``snapshot``, or return it as first stored.
 
         A restart passes a fresh snapshot and gets the original back. ``snapshot=None`` only
-        opens an existing campaign (:class:`LedgerError` when there is none).
+        opens an existing campaign (:class:`LedgerError` when there is none). A new campaign
+        starts with the control an operator asked for before it opened (``set_control`` with
+        ``before_open``), else running.
         """
         info = self._info(campaign)
         if info is not None:
@@ -557,9 +565,11 @@ class SqliteLedger:
         try:
             conn.execute(
                 "INSERT INTO campaigns (name, snapshot, control, created_at, first_id) "
-                "VALUES (?, ?, 'running', ?, (SELECT ifnull(max(id), 0) + 1 FROM recipients))",
+                "VALUES (?, ?, ifnull((SELECT control FROM early_controls WHERE name = ?1), "
+                "'running'), ?, (SELECT ifnull(max(id), 0) + 1 FROM recipients))",
                 (campaign, json.dumps(snapshot, sort_keys=True), self._clock()),
             )
+            conn.execute("DELETE FROM early_controls WHERE name = ?", (campaign,))
         except BaseException:
             self._rollback()
             raise
@@ -582,16 +592,40 @@ class SqliteLedger:
         )
         return [_campaign_info(row) for row in rows]
 
-    def set_control(self, campaign: str, control: str) -> None:
-        """Store running / paused / cancelled for the campaign (it survives restarts)."""
+    def control(self, campaign: str) -> str | None:
+        """The campaign's control; for one not opened yet, the control asked for it before
+        (``None`` when nobody asked)."""
+        info = self._info(campaign)
+        if info is not None:
+            return info.control
+        row = self._conn.execute(
+            "SELECT control FROM early_controls WHERE name = ?", (campaign,)
+        ).fetchone()
+        return None if row is None else str(row[0])
+
+    def set_control(self, campaign: str, control: str, before_open: bool = False) -> None:
+        """Store running / paused / cancelled for the campaign (it survives restarts).
+
+        A campaign not in the ledger is a :class:`LedgerError`, unless ``before_open``: then
+        the control waits in ``early_controls`` and :meth:`open_campaign` starts the campaign
+        with it (one transaction either way, so it cannot fall between the two).
+        """
         try:
             value = Control(control)
         except ValueError:
             raise LedgerError(f"control must be one of {[c.value for c in Control]}") from None
-        cid, _ = self._campaign(campaign)
         self._begin()
         try:
-            self._conn.execute("UPDATE campaigns SET control = ? WHERE id = ?", (value.value, cid))
+            changed = self._conn.execute(
+                "UPDATE campaigns SET control = ? WHERE name = ?", (value.value, campaign)
+            ).rowcount
+            if not changed:
+                if not before_open:
+                    raise LedgerError(f"no campaign {campaign!r} in the ledger: open it first")
+                self._conn.execute(
+                    "INSERT OR REPLACE INTO early_controls (name, control) VALUES (?, ?)",
+                    (campaign, value.value),
+                )
         except BaseException:
             self._rollback()
             raise
@@ -1327,8 +1361,11 @@ class AsyncLedger:
     async def open_campaign(self, campaign: str, snapshot: dict[str, int] | None) -> CampaignInfo:
         return cast("CampaignInfo", await self._call("open_campaign", campaign, snapshot))
 
-    async def set_control(self, campaign: str, control: str) -> None:
-        await self._call("set_control", campaign, control)
+    async def control(self, campaign: str) -> str | None:
+        return cast("str | None", await self._call("control", campaign))
+
+    async def set_control(self, campaign: str, control: str, before_open: bool = False) -> None:
+        await self._call("set_control", campaign, control, before_open)
 
     async def claim(
         self, campaign: str, claims: Sequence[Claim], state: State

@@ -55,6 +55,7 @@ _LEN: Final = struct.Struct("!I")
 _CALLS: Final[dict[str, tuple[int, Callable[[Any], Any] | None] | None]] = {
     "open_campaign": None,
     "set_control": None,
+    "control": None,
     "claim": (1, Claim._make),
     "record_rejects": (1, None),
     "record_outcomes": (1, Outcome._make),

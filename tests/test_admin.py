@@ -184,6 +184,32 @@ async def test_a_cancelled_campaign_cannot_be_paused_or_resumed(
     assert status == 409 and "cancelled" in json.loads(body)["error"]
 
 
+async def test_a_campaign_waiting_for_its_start_can_be_paused_and_opens_paused(
+    admin: Admin, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("SMSBLAST_ADMIN_TOKEN", TOKEN)
+    admin.running["later"] = {"state": "waiting"}  # the engine runs it; not in the ledger yet
+    assert await ctl("pause", "later", "--url", admin.url) == 0
+    assert capsys.readouterr().out == "campaign later: paused\n"
+    assert admin.changes == [("later", Control.PAUSED)]
+    info = await admin.ledger.open_campaign("later", {"seg:0": 5})  # its start came
+    assert info.control == "paused"
+    assert await ctl("cancel", "later", "--url", admin.url) == 0
+    assert await admin.control("later") == "cancelled"
+
+
+async def test_a_waiting_campaign_cancelled_cannot_be_resumed_and_opens_cancelled(
+    admin: Admin, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("SMSBLAST_ADMIN_TOKEN", TOKEN)
+    admin.running["later"] = {"state": "waiting"}
+    assert await ctl("cancel", "later", "--url", admin.url) == 0
+    capsys.readouterr()
+    assert await ctl("resume", "later", "--url", admin.url) == 1
+    assert "HTTP 409" in capsys.readouterr().err
+    assert (await admin.ledger.open_campaign("later", {"seg:0": 5})).control == "cancelled"
+
+
 async def test_unknown_campaign_is_reported_by_name(
     admin: Admin, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

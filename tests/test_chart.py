@@ -96,6 +96,7 @@ def test_a_version_1_ledger_is_migrated_and_keeps_its_rows(tmp_path: Path) -> No
     led.close()
     conn = sqlite3.connect(path)  # make it what version 1 wrote: no submit_at column
     conn.execute("ALTER TABLE message_ids DROP COLUMN submit_at")
+    conn.execute("DROP TABLE early_controls")  # version 3's
     conn.execute("PRAGMA user_version = 1")
     conn.commit()
     conn.close()
@@ -109,8 +110,10 @@ def test_a_version_1_ledger_is_migrated_and_keeps_its_rows(tmp_path: Path) -> No
             "old", [Outcome("6281200000002", State.SUBMITTED, 0, "", [(0, "B2", "b2")])]
         )
         assert led.per_second("old").submits == {"telkomsel": {2000: 1}}
+        led.set_control("next", "paused", before_open=True)  # version 3's table is there
+        assert led.open_campaign("next", {}).control == "paused"
     finally:
         led.close()
     conn = sqlite3.connect(path)
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
     conn.close()

@@ -518,6 +518,49 @@ async def test_a_pause_while_the_run_opens_is_not_lost(
             await watch.close()
 
 
+async def test_a_pause_before_the_run_opens_holds_from_its_first_message(
+    kafka_bootstrap: str,
+    kafka_topic: TopicFactory,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A campaign not in the ledger yet (its run waits for its start, or for its Kafka group)
+    can be paused: the ledger keeps the control and the run opens paused."""
+    topic = await kafka_topic(partitions=3)
+    await fill(kafka_bootstrap, topic, numbers(N))
+    async with Simulator(simulator_profile([ROUTE])) as smsc:
+        env = make_env(tmp_path, kafka_bootstrap, smsc.port, capsys)
+        watch = SubmitWatch(smsc)
+        opening = asyncio.Event()
+        release = asyncio.Event()
+
+        def hold_open(ledger: AsyncLedger) -> None:
+            real = ledger.open_campaign
+
+            async def open_campaign(name: str, snapshot: dict[str, int] | None) -> Any:
+                opening.set()
+                await release.wait()  # not in the ledger until the pause is in
+                return await real(name, snapshot)
+
+            ledger.open_campaign = open_campaign  # type: ignore[method-assign]
+
+        stack = await start(env.config, topic, hold_open)
+        try:
+            await asyncio.wait_for(opening.wait(), 30)
+            assert [c.name for c in await stack.ledger.campaigns()] == []
+            code, out, err = await env.ctl("pause", NAME)
+            assert (code, out) == (0, f"campaign {NAME}: paused\n"), err
+            release.set()
+            await wait_until("the engine's bind", stack.engine.ready, 15)
+            await asyncio.sleep(2.0)
+            assert watch.count == 0, "the run opened running: it sent"
+            assert (await env.status())["engine"]["state"] == "paused"
+            assert [c.control for c in await stack.ledger.campaigns()] == ["paused"]
+        finally:
+            await watch.close()
+            await stack.close()
+
+
 async def test_cancel_while_paused_ends_the_run(
     kafka_bootstrap: str,
     kafka_topic: TopicFactory,

@@ -126,6 +126,22 @@ def test_control_survives_a_restart_and_is_validated(
         ledger.set_control(CAMPAIGN, "sleeping")
 
 
+def test_a_control_asked_before_the_campaign_opens_waits_for_it(
+    ledger: SqliteLedger, make_ledger: LedgerFactory
+) -> None:
+    with pytest.raises(LedgerError, match="no campaign 'later'"):
+        ledger.set_control("later", "paused")  # not allowed unless asked for before_open
+    assert ledger.control("later") is None
+    ledger.set_control("later", "paused", before_open=True)
+    assert make_ledger().control("later") == "paused"  # durable: a restart keeps it
+    assert [c.name for c in ledger.campaigns()] == [CAMPAIGN]  # still not opened
+    assert ledger.open_campaign("later", {"seg:0": 1}).control == "paused"
+    ledger.set_control("later", "running", before_open=True)  # opened: the campaign's own
+    assert ledger.open_campaign("later", None).control == "running"
+    assert ledger.control("later") == "running"
+    assert ledger.open_campaign("other", {}).control == "running"
+
+
 def test_campaigns_are_separate(ledger: SqliteLedger) -> None:
     ledger.open_campaign("other", {})
     assert ledger.claim("other", claims_for([1]), State.IN_FLIGHT) == [None]

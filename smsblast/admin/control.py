@@ -146,12 +146,15 @@ class LedgerController:
         return entry
 
     async def set_control(self, name: str, control: Control) -> str:
+        """A campaign this engine runs but has not opened yet (waiting for its start) can be
+        controlled too: the ledger keeps the control and opens the campaign with it."""
         async with self._lock:
-            info = await self._find(name)
-            if info is None:
+            current = await self._ledger.control(name)
+            runs_it = name in self._status()
+            if current is None and not runs_it:
                 raise UnknownCampaign(name)
-            new = next_control(name, Control(info.control), control)
-            await self._ledger.set_control(name, new.value)
+            new = next_control(name, Control(current) if current else Control.RUNNING, control)
+            await self._ledger.set_control(name, new.value, runs_it)
             self._on_change(name, new)  # under the lock: the engine hears changes in order
         return new.value
 

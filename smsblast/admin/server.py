@@ -10,7 +10,9 @@ GET      ``/campaigns``                    200: ``{"campaigns": [...]}``
 GET      ``/campaigns/{name}``             200: the campaign in detail; 404 unknown
 POST     ``/campaigns/{name}/{action}``    action pause, resume or cancel: 200 with
                                            ``{"campaign", "control"}``; 404 unknown
-                                           campaign; 409 pause/resume a cancelled one
+                                           campaign (one the engine runs but has not
+                                           opened yet is known: it opens with the
+                                           control); 409 pause/resume a cancelled one
 =======  ================================  ==========================================
 
 A campaign name is one percent-decoded path segment (``spring%40w2`` is ``spring@w2``). A

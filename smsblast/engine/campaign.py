@@ -313,11 +313,15 @@ class CampaignRun:
 
     # ------------------------------------------------------------------ operator control
     def set_control(self, control: Control) -> None:
-        """Pause, resume or cancel (already stored in the ledger by the caller)."""
+        """Pause, resume or cancel (already stored in the ledger by the caller). Before its
+        start a run only notes a pause or a resume (it stays ``waiting``; it opens with the
+        control), while a cancel ends it at once."""
         self._controlled = True
         if self.control is Control.CANCELLED:
             return
         self.control = control
+        if self.state == "waiting" and control is not Control.CANCELLED:
+            return
         if control is Control.CANCELLED:
             log.warning("%s: cancelled by an operator", self.name)
             self._set_state("cancelled")
