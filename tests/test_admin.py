@@ -103,7 +103,7 @@ async def admin(tmp_path: Path) -> AsyncIterator[Admin]:
     async with admin_api(tmp_path / "ledger.sqlite") as api:
         await api.ledger.open_campaign("jaga-persatuan", {"seg:0": 100})
         await api.ledger.open_campaign(WAVE, {"seg:0": 100})
-        api.running["jaga-persatuan"] = {"sent": 42, "route": {"telkomsel": 3}}
+        api.running["jaga-persatuan"] = {"state": "running", "sent": 42, "route": {"telkomsel": 3}}
         yield api
 
 
@@ -198,6 +198,36 @@ async def test_a_campaign_waiting_for_its_start_can_be_paused_and_opens_paused(
     assert await admin.control("later") == "cancelled"
 
 
+async def test_a_campaign_waiting_for_its_start_is_listed_and_inspected_before_it_opens(
+    admin: Admin, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("SMSBLAST_ADMIN_TOKEN", TOKEN)
+    admin.running["later"] = {"state": "waiting", "start_at": 1_900_000_000.0}
+    assert await ctl("status", "--url", admin.url) == 0
+    rows = [line.split() for line in capsys.readouterr().out.splitlines()[1:]]
+    assert rows == [
+        ["jaga-persatuan", "running", "running", rows[0][3]],
+        [WAVE, "running", "-", rows[1][3]],
+        ["later", "running", "waiting", "-"],
+    ]
+    await ctl("pause", "later", "--url", admin.url)
+    capsys.readouterr()
+    assert await ctl("status", "later", "--json", "--url", admin.url) == 0
+    detail = json.loads(capsys.readouterr().out)
+    assert detail == {
+        "name": "later",
+        "control": "paused",
+        "created_at": None,
+        "engine": {"state": "waiting", "start_at": 1_900_000_000.0},
+        "counts": {},
+    }
+    await admin.ledger.open_campaign("later", {"seg:0": 5})  # its start came
+    status, _, body = await raw(admin.port, get("/campaigns/later"))
+    opened = json.loads(body)
+    assert status == 200 and opened["control"] == "paused" and opened["created_at"]
+    assert opened["counts"] != {}
+
+
 async def test_a_waiting_campaign_cancelled_cannot_be_resumed_and_opens_cancelled(
     admin: Admin, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -239,7 +269,7 @@ async def test_status_lists_campaigns_as_a_table_or_json(
         ("jaga-persatuan", "running"),
         (WAVE, "paused"),
     ]
-    assert listed[0]["engine"] == {"sent": 42, "route": {"telkomsel": 3}}
+    assert listed[0]["engine"] == {"state": "running", "sent": 42, "route": {"telkomsel": 3}}
 
     assert await ctl("status", "jaga-persatuan", "--url", admin.url) == 0
     detail = capsys.readouterr().out

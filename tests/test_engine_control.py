@@ -548,8 +548,12 @@ async def test_a_pause_before_the_run_opens_holds_from_its_first_message(
         try:
             await asyncio.wait_for(opening.wait(), 30)
             assert [c.name for c in await stack.ledger.campaigns()] == []
+            waiting = await env.status()  # listed before it opens, as the engine reports it
+            assert (waiting["control"], waiting["created_at"]) == ("running", None)
+            assert waiting["engine"]["state"] == "waiting" and waiting["counts"] == {}
             code, out, err = await env.ctl("pause", NAME)
             assert (code, out) == (0, f"campaign {NAME}: paused\n"), err
+            assert (await env.status())["control"] == "paused"
             release.set()
             await wait_until("the engine's bind", stack.engine.ready, 15)
             await asyncio.sleep(2.0)

@@ -27,6 +27,7 @@ __all__ = [
     "UnknownCampaign",
     "campaign_entry",
     "next_control",
+    "unopened_entry",
 ]
 
 CampaignStatus = dict[str, Any]
@@ -72,6 +73,18 @@ def campaign_entry(info: CampaignInfo, status: CampaignStatus | None) -> dict[st
         "name": info.name,
         "control": info.control,
         "created_at": datetime.fromtimestamp(info.created_at, UTC).isoformat(),
+        "engine": status,
+    }
+
+
+def unopened_entry(name: str, control: str | None, status: CampaignStatus) -> dict[str, Any]:
+    """A campaign the engine runs that is not in the ledger yet (waiting for its start or
+    its Kafka group): the control asked for it so far (``running`` when none was), and no
+    ``created_at`` (``None``) until it opens."""
+    return {
+        "name": name,
+        "control": control or Control.RUNNING.value,
+        "created_at": None,
         "engine": status,
     }
 
@@ -133,16 +146,27 @@ class LedgerController:
         return None
 
     async def campaigns(self) -> list[dict[str, Any]]:
+        """The ledger's campaigns, oldest first, then those this engine runs and has not
+        opened yet, by name."""
         infos = await self._ledger.campaigns()
         status = self._status()
-        return [campaign_entry(info, status.get(info.name)) for info in infos]
+        entries = [campaign_entry(info, status.get(info.name)) for info in infos]
+        opened = {info.name for info in infos}
+        for name in sorted(status.keys() - opened):
+            entries.append(unopened_entry(name, await self._ledger.control(name), status[name]))
+        return entries
 
     async def inspect(self, name: str) -> dict[str, Any] | None:
         info = await self._find(name)
-        if info is None:
+        status = self._status().get(name)
+        if info is not None:
+            entry = campaign_entry(info, status)
+            entry["counts"] = await self._ledger.counts(name)
+        elif status is not None:
+            entry = unopened_entry(name, await self._ledger.control(name), status)
+            entry["counts"] = {}  # nothing is recorded before a campaign opens
+        else:
             return None
-        entry = campaign_entry(info, self._status().get(name))
-        entry["counts"] = await self._ledger.counts(name)
         return entry
 
     async def set_control(self, name: str, control: Control) -> str:

@@ -168,9 +168,18 @@ def _failure(reply: Reply, name: str | None) -> CtlError:
     return CtlError(f"HTTP {reply.status}: {error or 'request failed'}", EXIT_FAILED)
 
 
+def _engine_state(entry: Mapping[str, Any]) -> str:
+    """The ENGINE column: the run's state (waiting, running, paused, ...) when this engine
+    runs the campaign, else ``-``."""
+    engine = entry.get("engine")
+    if not isinstance(engine, Mapping):
+        return "-"
+    return str(engine.get("state", "?"))
+
+
 def format_table(campaigns: list[dict[str, Any]]) -> str:
-    """Campaigns as an aligned table: name, control, whether this engine runs it, creation
-    time."""
+    """Campaigns as an aligned table: name, control, the state of this engine's run (``-``
+    when it does not run it), creation time (``-`` until the campaign opens)."""
     if not campaigns:
         return "no campaigns"
     rows = [("NAME", "CONTROL", "ENGINE", "CREATED")]
@@ -178,8 +187,8 @@ def format_table(campaigns: list[dict[str, Any]]) -> str:
         (
             str(entry.get("name", "")),
             str(entry.get("control", "")),
-            "-" if entry.get("engine") is None else "running",
-            str(entry.get("created_at", "")),
+            _engine_state(entry),
+            str(entry.get("created_at") or "-"),
         )
         for entry in campaigns
     ]

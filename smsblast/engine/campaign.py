@@ -56,6 +56,7 @@ import logging
 import math
 import time
 from collections import Counter, defaultdict
+from collections.abc import Collection
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
@@ -113,14 +114,16 @@ class _Batch(NamedTuple):
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Commits what is done on the partitions the group takes away (aiokafka passes sets)."""
+
     def __init__(self, run: CampaignRun) -> None:
         self.run = run
 
-    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+    async def on_partitions_revoked(self, revoked: Collection[TopicPartition]) -> None:
         await self.run.commit(only=revoked)
         self.run.tracker.forget([(tp.topic, tp.partition) for tp in revoked])
 
-    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+    async def on_partitions_assigned(self, assigned: Collection[TopicPartition]) -> None:
         return None
 
 
@@ -772,7 +775,7 @@ class CampaignRun:
                 log.exception("%s: writing outcomes to the ledger failed; retrying", self.name)
                 await asyncio.sleep(1.0)
 
-    async def commit(self, only: list[TopicPartition] | None = None) -> None:
+    async def commit(self, only: Collection[TopicPartition] | None = None) -> None:
         consumer = self._consumer
         if consumer is None:
             return
