@@ -202,8 +202,14 @@ CAMPAIGN_DEADLINE = Gauge(
 )
 CAMPAIGN_STATE = Gauge(
     "smsblast_campaign_state",
-    "1 for the campaign's current state (waiting, running, quiet, paused, cancelled, done)",
+    "1 for the campaign's current state (waiting, running, quiet, paused, cancelled, done, failed)",
     ["campaign", "state"],
+    registry=REGISTRY,
+)
+KAFKA_UNREACHABLE = Counter(
+    "smsblast_kafka_unreachable_total",
+    "Start-up steps (a campaign's name, or optout) that found Kafka unreachable and will retry",
+    ["step"],
     registry=REGISTRY,
 )
 BIND_THROTTLED = Counter(

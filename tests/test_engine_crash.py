@@ -9,10 +9,13 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from smsblast.broker import EmbeddedBroker, free_port
 from smsblast.ledger import SqliteLedger
 from smsblast.procs import child_pids
 from smsblast.segments import produce, synthetic_recipients
@@ -46,21 +49,36 @@ ROUTES = [
     ),
 ]
 MIX = {"telkomsel": 0.6, "indosat": 0.4}
+DOWN_FOR = 3.0  # seconds Kafka refuses connections at the start
+HUNG_FOR = 8.0  # seconds the broker hangs mid-blast (longer than the 6 s group session)
 
 
-def write_files(tmp: Path, bootstrap: str, sim_port: int, topic: str, on_unknown: str) -> list[str]:
-    cfg = engine_config(bootstrap, sim_port, ROUTES, str(tmp / "ledger.sqlite"))
+def write_files(
+    tmp: Path,
+    bootstrap: str,
+    sim_port: int,
+    topic: str,
+    on_unknown: str,
+    *,
+    more_segments: dict[str, str] | None = None,
+    **extra_config: Any,
+) -> list[str]:
+    """Engine and campaign files; the command that runs them. ``more_segments``: other
+    campaigns by name, each with its segment topic."""
+    cfg = engine_config(bootstrap, sim_port, ROUTES, str(tmp / "ledger.sqlite"), **extra_config)
     (tmp / "smsblast.yaml").write_text(yaml.safe_dump(cfg.model_dump(mode="json")))
+    segments = {"crash": topic, **(more_segments or {})}
     campaigns = {
         "campaigns": [
             {
-                "name": "crash",
+                "name": name,
                 "sender": "KOMINFO",
-                "segments": [topic],
+                "segments": [segment],
                 "template": "Jaga Persatuan Indonesia, datang ke TPS dan gunakan hak pilih",
                 "on_unknown": on_unknown,
                 "receipt_wait": "5s",  # receipts the killed engine acked are never re-sent
             }
+            for name, segment in segments.items()
         ]
     }
     (tmp / "campaigns.yaml").write_text(yaml.safe_dump(campaigns))
@@ -220,3 +238,135 @@ async def test_the_ledger_process_dying_stops_the_engine_and_a_restart_finishes(
     assert second.returncode == 0, out
     assert final["duplicates"] == 0
     accounted_for(tmp_path, out)
+
+
+async def forward(listen_port: int, target: int) -> asyncio.Server:
+    """A TCP forwarder from ``listen_port`` to ``target`` on loopback: until it starts, the
+    port refuses connections, as a Kafka that is down does."""
+
+    async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+        except OSError:
+            pass
+        finally:
+            writer.close()
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", target)
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+    return await asyncio.start_server(handle, "127.0.0.1", listen_port)
+
+
+async def segment_topic(bootstrap: str, topic: str, recipients: int, seed: int) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(topic, num_partitions=3, replication_factor=1)])
+    finally:
+        await admin.close()
+    await produce(bootstrap, topic, list(synthetic_recipients(recipients, MIX, seed=seed)))
+
+
+@pytest.mark.skipif(
+    bool(os.environ.get("KAFKA_BOOTSTRAP")), reason="hangs its own broker process (SIGSTOP)"
+)
+async def test_kafka_down_at_start_then_hung_mid_blast_delays_the_blast_and_loses_nobody(
+    tmp_path: Path,
+) -> None:
+    """Kafka refuses connections when the engine starts (down for maintenance): the engine
+    waits for it, saying so, instead of dying. Then the broker hangs mid-blast (SIGSTOP: it
+    accepts and answers nothing, like a broker in a long pause or behind a dead link). The
+    engine sends everyone exactly once and exits 0."""
+    with EmbeddedBroker() as broker:
+        assert broker.process is not None
+        await segment_topic(broker.bootstrap, "kafka-outage", RECIPIENTS, seed=13)
+        entry = free_port()  # the engine's bootstrap address: refused until forwarded
+        profile = simulator_profile(ROUTES, latency={"dist": "uniform", "min_ms": 5, "max_ms": 40})
+        with simulator_process(profile, str(tmp_path)) as smsc:
+            cmd = write_files(tmp_path, f"127.0.0.1:{entry}", smsc.port, "kafka-outage", "skip")
+            engine = start_engine(cmd)
+            await asyncio.sleep(DOWN_FOR)
+            assert engine.poll() is None, engine.communicate()[0]  # waiting, not dead
+            assert accepted(smsc) == 0
+            forwarder = await forward(entry, broker.port)
+            try:
+                deadline = time.monotonic() + 60
+                while accepted(smsc) < RECIPIENTS * 0.3 and time.monotonic() < deadline:
+                    assert engine.poll() is None, engine.communicate()[0]
+                    await asyncio.sleep(0.05)
+                broker.process.send_signal(signal.SIGSTOP)  # mid-blast
+                try:
+                    await asyncio.sleep(HUNG_FOR)
+                    assert engine.poll() is None, engine.communicate()[0]
+                finally:
+                    broker.process.send_signal(signal.SIGCONT)
+                out, _ = await asyncio.to_thread(engine.communicate, timeout=120)
+            finally:
+                forwarder.close()
+            final = smsc.stats()["totals"]
+    assert engine.returncode == 0, out
+    assert "crash: Kafka unreachable (KafkaConnectionError" in out
+    assert final["duplicates"] == 0
+    assert final["submits_accepted"] == RECIPIENTS
+    counts = accounted_for(tmp_path, out)
+    assert counts["unknown"] == 0, out
+
+
+async def test_a_missing_segment_topic_fails_its_campaign_and_the_others_go_on(
+    kafka_bootstrap: str, kafka_topic: TopicFactory, tmp_path: Path
+) -> None:
+    """A typo in a segment name: that campaign ends at once with the reason, nothing of it
+    is recorded; the other campaign sends everyone; the exit code says it was incomplete."""
+    topic = await kafka_topic(partitions=3)
+    await produce(kafka_bootstrap, topic, list(synthetic_recipients(3000, MIX, seed=17)))
+    with simulator_process(simulator_profile(ROUTES), str(tmp_path)) as smsc:
+        cmd = write_files(
+            tmp_path, kafka_bootstrap, smsc.port, topic, "skip", more_segments={"typo": "nope"}
+        )
+        engine = start_engine(cmd)
+        out, _ = await asyncio.to_thread(engine.communicate, timeout=120)
+        final = smsc.stats()["totals"]
+    assert engine.returncode == 1, out
+    assert "typo: cannot start: SegmentNotFound: segment topic 'nope' not found" in out
+    assert "campaign typo: not started: SegmentNotFound: segment topic 'nope' not found" in out
+    assert "campaign crash: 3,000 recipient(s): delivered 3,000" in out
+    assert final["submits_accepted"] == 3000 and final["duplicates"] == 0
+    ledger = SqliteLedger(str(tmp_path / "ledger.sqlite"))
+    try:
+        assert [c.name for c in ledger.campaigns()] == ["crash"]
+    finally:
+        ledger.close()
+
+
+async def test_sigterm_while_kafka_is_down_exits_0_having_sent_nothing(tmp_path: Path) -> None:
+    with simulator_process(simulator_profile(ROUTES), str(tmp_path)) as smsc:
+        cmd = write_files(tmp_path, f"127.0.0.1:{free_port()}", smsc.port, "any", "skip")
+        engine = start_engine(cmd)
+        await asyncio.sleep(2.0)
+        assert engine.poll() is None, engine.communicate()[0]
+        engine.send_signal(signal.SIGTERM)
+        out, _ = await asyncio.to_thread(engine.communicate, timeout=30)
+        assert accepted(smsc) == 0
+    assert engine.returncode == 0, out
+    assert "campaign crash: not started: stopped before it opened" in out
+
+
+async def test_an_opt_out_topic_that_cannot_be_read_stops_the_engine_before_sending(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    """The law requires honouring refusals: without its opt-out list the engine sends
+    nothing, and says why (exit 2, as for a configuration error)."""
+    with simulator_process(simulator_profile(ROUTES), str(tmp_path)) as smsc:
+        cmd = write_files(
+            tmp_path, kafka_bootstrap, smsc.port, "any", "skip", optout={"topic": "no-optouts"}
+        )
+        engine = start_engine(cmd)
+        out, _ = await asyncio.to_thread(engine.communicate, timeout=120)
+        assert accepted(smsc) == 0
+    assert engine.returncode == 2, out
+    assert "cannot read the opt-out topic 'no-optouts': TopicNotFound" in out
+    assert "Nothing was sent." in out

@@ -287,6 +287,8 @@ def test_every_alert_says_what_to_do() -> None:
         "SmsblastReceiptSuccessLow",
         "SmsblastReceiptCorrelationMisses",
         "SmsblastConsumerStalled",
+        "SmsblastCampaignFailed",
+        "SmsblastKafkaUnreachable",
     } <= names
     docs = (ROOT / "docs" / "operations.md").read_text()
     for rule in rules:
@@ -415,6 +417,30 @@ ALERT_SCENARIOS: list[tuple[list[dict[str, str]], dict[str, dict[str, list[dict[
         {
             "5m": {"SmsblastCampaignProjectedLate": []},
             "15m": {"SmsblastCampaignProjectedLate": [{"campaign": "a"}]},
+        },
+    ),
+]
+
+
+ALERT_SCENARIOS += [
+    (  # a's segment topic is missing: it fails at 2m; b runs
+        [
+            _series("smsblast_campaign_state", "0 0 1x10", campaign="a", state="failed"),
+            _series("smsblast_campaign_state", "1 1 0x10", campaign="a", state="waiting"),
+            _series("smsblast_campaign_state", "1x12", campaign="b", state="running"),
+            _series("smsblast_campaign_state", "0x12", campaign="b", state="failed"),
+        ],
+        {
+            "2m": {"SmsblastCampaignFailed": []},
+            "4m": {"SmsblastCampaignFailed": [{"campaign": "a"}]},
+        },
+    ),
+    (  # Kafka refuses for 10 minutes (retries every 30 s), then a's start goes through
+        [_series("smsblast_kafka_unreachable_total", "0+2x10 20x20", step="a")],
+        {
+            "1m": {"SmsblastKafkaUnreachable": []},
+            "5m": {"SmsblastKafkaUnreachable": [{"step": "a"}]},
+            "25m": {"SmsblastKafkaUnreachable": []},
         },
     ),
 ]

@@ -6,7 +6,10 @@ At start the campaign's segment is snapshotted (end offset of every partition
 of its topics) and the snapshot is stored in the ledger, so a restart finishes
 the *same* segment. Recipients the ledger still holds IN_FLIGHT from a crash
 are settled first by the ``on_unknown`` policy (skip: UNKNOWN, never risk a
-duplicate; resubmit: PENDING, sent again by the backfill loop).
+duplicate; resubmit: PENDING, sent again by the backfill loop). While Kafka does
+not answer, the run stays ``waiting`` and retries (engine.reconnect); a segment
+topic that does not exist, or a Kafka that refuses us, ends the run ``failed``
+with the reason, before anything is recorded, and the other campaigns go on.
 
 The read loop takes batches from Kafka and turns each record into exactly one
 durable fact in the ledger before its offset may be committed:
@@ -51,6 +54,7 @@ before the run hears of it, so a restarted run starts paused or cancelled.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import math
@@ -60,6 +64,7 @@ from collections.abc import Collection
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import KafkaError
 from aiokafka.structs import OffsetAndMetadata
 
 from smsblast import metrics as m
@@ -69,7 +74,8 @@ from smsblast.config import Campaign, SmscConfig
 from smsblast.engine.jobs import Job, WorkItem
 from smsblast.engine.offsets import OffsetTracker
 from smsblast.engine.planner import aim, plan_route, remaining_recipients
-from smsblast.engine.snapshot import segment_end_offsets
+from smsblast.engine.reconnect import describe, until_reachable
+from smsblast.engine.snapshot import SegmentNotFound, segment_end_offsets
 from smsblast.ledger import Claim, Control, Outcome, State
 from smsblast.render import MissingField
 from smsblast.schedule import Wave
@@ -99,7 +105,7 @@ BACKLOG_SECONDS = 3.0  # a route may hold what it sends in this long (see _prepa
 PLAN_TICK = 0.5
 #: Seconds of sending before the achieved rate counts in the projected finish.
 WARM_UP = 3.0
-STATES = ("waiting", "running", "quiet", "paused", "cancelled", "done")
+STATES = ("waiting", "running", "quiet", "paused", "cancelled", "done", "failed")
 
 PartKey = tuple[str, int]
 
@@ -172,6 +178,7 @@ class CampaignRun:
         self._paused: set[TopicPartition] = set()
         self.finished = asyncio.Event()  # the run is over (complete, stopped or failed)
         self.completed = False  # every record read, nothing left in memory, receipts waited
+        self.failure: str | None = None  # why the run could not start (state ``failed``)
         labels = (self.name,)
         self._m_read = m.RECORDS_READ.labels(*labels)
         self._m_dup = m.RECIPIENTS_DUPLICATE.labels(*labels)
@@ -246,25 +253,42 @@ class CampaignRun:
             stopper.cancel()
         return not self._stopping
 
-    async def _run(self) -> None:
-        engine = self.engine
+    async def _connect(self) -> tuple[AIOKafkaConsumer, dict[PartKey, int]]:
+        """A started consumer of the campaign's group, and the segment's end offsets now (the
+        snapshot, for a campaign not opened yet). The consumer is closed if this fails."""
+        kafka = self.engine.config.kafka
         consumer = AIOKafkaConsumer(
-            bootstrap_servers=engine.config.kafka.bootstrap_servers,
+            bootstrap_servers=kafka.bootstrap_servers,
             group_id=f"smsblast.{self.name}",
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             max_partition_fetch_bytes=4 * 1024 * 1024,
-            **engine.config.kafka.group_kwargs(),
-            **engine.config.kafka.aiokafka_kwargs(),
+            **kafka.group_kwargs(),
+            **kafka.aiokafka_kwargs(),
         )
-        self._consumer = consumer
-        await consumer.start()
         try:
+            await consumer.start()
             snapshot = await segment_end_offsets(
-                engine.config.kafka.bootstrap_servers,
-                list(self.cfg.segments),
-                **engine.config.kafka.aiokafka_kwargs(),
+                kafka.bootstrap_servers, list(self.cfg.segments), **kafka.aiokafka_kwargs()
             )
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await consumer.stop()
+            raise
+        return consumer, snapshot
+
+    async def _run(self) -> None:
+        engine = self.engine
+        try:  # Kafka down or hung: wait for it (``waiting``), until it is back or a stop
+            connected = await until_reachable(self.name, self._connect, self._stop_event)
+        except (SegmentNotFound, KafkaError) as exc:
+            self._fail(describe(exc))
+            return
+        if connected is None:
+            return  # stopped (or cancelled) before Kafka came back
+        consumer, snapshot = connected
+        self._consumer = consumer
+        try:
             info = await engine.ledger.open_campaign(
                 self.name, {f"{t}:{p}": off for (t, p), off in snapshot.items()}
             )
@@ -357,6 +381,13 @@ class CampaignRun:
             self._open_since = None
         elif self._open_since is None:
             self._open_since = now
+
+    def _fail(self, reason: str) -> None:
+        """The campaign cannot start (its segment topic is missing, Kafka refuses us): say
+        why, and end this run with nothing sent; the other campaigns go on."""
+        self.failure = reason
+        log.error("%s: cannot start: %s", self.name, reason)
+        self._set_state("failed")
 
     def _set_state(self, state: str) -> None:
         self.state = state

@@ -13,7 +13,7 @@ import signal
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from smsblast.aio import run as run_async
 from smsblast.config import (
@@ -24,6 +24,11 @@ from smsblast.config import (
 )
 from smsblast.gctune import tune_for_throughput
 from smsblast.logs import register_secret
+
+if TYPE_CHECKING:
+    from smsblast.config import EngineConfig
+    from smsblast.engine.campaign import CampaignRun
+    from smsblast.optout import OptOutList
 
 log = logging.getLogger("smsblast.engine")
 
@@ -188,11 +193,14 @@ async def run_engine(config: Any, campaigns: list[Any], options: RunOptions) -> 
     """Run ``campaigns`` with the engine as ``smsblast run`` does: opt-out list, metrics
     endpoint, admin API, live progress, SIGTERM/SIGINT draining, one summary line per
     campaign."""
+    from aiokafka.errors import KafkaError
+
     from smsblast.admin.control import LedgerController
     from smsblast.admin.server import serve_admin
     from smsblast.engine.engine import Engine
+    from smsblast.engine.reconnect import describe
     from smsblast.ledger import AsyncLedger, LedgerError
-    from smsblast.optout import OptOutList, load_file, load_topic
+    from smsblast.optout import OptOutList, TopicNotFound, load_file
     from smsblast.progress import show
 
     try:
@@ -207,9 +215,18 @@ async def run_engine(config: Any, campaigns: list[Any], options: RunOptions) -> 
         for line_no, reason in optout.rejected[:20]:
             log.warning("%s:%d: opt-out entry ignored: %s", config.optout.file, line_no, reason)
     if config.optout.topic:
-        from_topic = await load_topic(
-            config.kafka.bootstrap_servers, config.optout.topic, **config.kafka.aiokafka_kwargs()
-        )
+        try:
+            from_topic = await _load_optout_topic(config)
+        except (TopicNotFound, KafkaError) as exc:
+            print(
+                f"smsblast run: cannot read the opt-out topic {config.optout.topic!r}: "
+                f"{describe(exc)}. Nothing was sent.",
+                file=sys.stderr,
+            )
+            return RunResult(EXIT_CONFIG, False)
+        if from_topic is None:
+            print("stopped by signal while Kafka was unreachable: nothing was sent")
+            return RunResult(EXIT_OK, True)
         for number in from_topic:
             optout.add(number)
     metrics_url, stop_metrics = start_metrics(config)
@@ -255,7 +272,13 @@ async def run_engine(config: Any, campaigns: list[Any], options: RunOptions) -> 
                 await progress
         complete = True
         stopped = engine.stopped
+        opened = {info.name for info in await ledger.campaigns()}
         for run in engine.runs:
+            if run.name not in opened:  # failed to start, cancelled or stopped before
+                print(f"campaign {run.name}: not started: {not_started(run)}")
+                if run.failure is not None or not (stopped or run.state == "cancelled"):
+                    complete = False
+                continue
             counts = await ledger.counts(run.name)
             print(format_summary(run.name, counts, dict(run.stats)))
             if counts.get("in_flight"):
@@ -273,6 +296,40 @@ async def run_engine(config: Any, campaigns: list[Any], options: RunOptions) -> 
         await ledger.close()
         stop_metrics()
     return RunResult(EXIT_OK if complete else EXIT_INCOMPLETE, stopped, metrics_url)
+
+
+async def _load_optout_topic(config: EngineConfig) -> OptOutList | None:
+    """The opt-out topic's numbers, waiting for Kafka while it is unreachable (``None``:
+    SIGTERM or SIGINT came first). Nothing may be sent before the list is read."""
+    from smsblast.engine.reconnect import until_reachable
+    from smsblast.optout import load_topic
+
+    topic = config.optout.topic
+    assert topic is not None
+    stopped = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stopped.set)
+    try:
+        return await until_reachable(
+            "optout",
+            lambda: load_topic(
+                config.kafka.bootstrap_servers, topic, **config.kafka.aiokafka_kwargs()
+            ),
+            stopped,
+        )
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+
+
+def not_started(run: CampaignRun) -> str:
+    """Why a run never opened its campaign in the ledger (nothing of it was sent)."""
+    if run.failure is not None:
+        return run.failure
+    if run.state == "cancelled":
+        return "cancelled by an operator"
+    return "stopped before it opened"
 
 
 def format_summary(name: str, counts: dict[str, int], stats: dict[str, int]) -> str:
