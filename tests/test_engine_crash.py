@@ -355,6 +355,26 @@ async def test_sigterm_while_kafka_is_down_exits_0_having_sent_nothing(tmp_path:
     assert "campaign crash: not started: stopped before it opened" in out
 
 
+async def test_sigterm_before_a_scheduled_start_exits_0_having_sent_nothing(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    """The campaign waits for its start_at; a SIGTERM ends the run before it opened (the
+    summary used to crash on the campaign missing from the ledger)."""
+    with simulator_process(simulator_profile(ROUTES), str(tmp_path)) as smsc:
+        cmd = write_files(tmp_path, kafka_bootstrap, smsc.port, "any", "skip")
+        campaigns = yaml.safe_load((tmp_path / "campaigns.yaml").read_text())
+        campaigns["campaigns"][0]["start_at"] = "2099-01-01T00:00:00+00:00"
+        (tmp_path / "campaigns.yaml").write_text(yaml.safe_dump(campaigns))
+        engine = start_engine(cmd)
+        await asyncio.sleep(2.0)
+        assert engine.poll() is None, engine.communicate()[0]
+        engine.send_signal(signal.SIGTERM)
+        out, _ = await asyncio.to_thread(engine.communicate, timeout=30)
+        assert accepted(smsc) == 0
+    assert engine.returncode == 0, out
+    assert "campaign crash: not started: stopped before it opened" in out
+
+
 async def test_an_opt_out_topic_that_cannot_be_read_stops_the_engine_before_sending(
     kafka_bootstrap: str, tmp_path: Path
 ) -> None:
