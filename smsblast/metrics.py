@@ -208,7 +208,8 @@ CAMPAIGN_STATE = Gauge(
 )
 KAFKA_UNREACHABLE = Counter(
     "smsblast_kafka_unreachable_total",
-    "Start-up steps (a campaign's name, or optout) that found Kafka unreachable and will retry",
+    "Steps that found Kafka unreachable and will retry: a campaign's start (its name), "
+    "its dead letters (NAME dead letters), the opt-out list (optout)",
     ["step"],
     registry=REGISTRY,
 )

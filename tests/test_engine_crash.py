@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 import yaml
+from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from smsblast.broker import EmbeddedBroker, free_port
@@ -50,6 +51,7 @@ ROUTES = [
 ]
 MIX = {"telkomsel": 0.6, "indosat": 0.4}
 DOWN_FOR = 3.0  # seconds Kafka refuses connections at the start
+DEAD_LETTER_RECIPIENTS = 5000
 HUNG_FOR = 8.0  # seconds the broker hangs mid-blast (longer than the 6 s group session)
 
 
@@ -129,7 +131,7 @@ def at_risk() -> tuple[int, int]:
     return windows, armed
 
 
-def accounted_for(tmp: Path, out: str) -> dict[str, int]:
+def accounted_for(tmp: Path, out: str, recipients: int = RECIPIENTS) -> dict[str, int]:
     """The ledger's counts after the restart, checked: nobody lost (every recipient has a
     final state or is reported unknown) and the unknown at most those at risk."""
     ledger = SqliteLedger(str(tmp / "ledger.sqlite"))
@@ -139,9 +141,12 @@ def accounted_for(tmp: Path, out: str) -> dict[str, int]:
         ledger.close()
     # SUBMITTED without a receipt is possible: a receipt acknowledged by the killed
     # process but not yet written to the ledger is not sent again by the SMSC.
-    final_states = counts["delivered"] + counts["failed"] + counts["expired"] + counts["submitted"]
+    final_states = sum(
+        counts[state]
+        for state in ("delivered", "failed", "expired", "submitted", "rejected", "suppressed")
+    )
     assert counts["in_flight"] == 0 and counts["pending"] == 0, out
-    assert final_states + counts["unknown"] == RECIPIENTS, out
+    assert final_states + counts["unknown"] == recipients, out
     assert counts["unknown"] <= sum(at_risk())
     return counts
 
@@ -240,9 +245,11 @@ async def test_the_ledger_process_dying_stops_the_engine_and_a_restart_finishes(
     accounted_for(tmp_path, out)
 
 
-async def forward(listen_port: int, target: int) -> asyncio.Server:
+async def forward(listen_port: int, target: int, connections: int = 0) -> asyncio.Server:
     """A TCP forwarder from ``listen_port`` to ``target`` on loopback: until it starts, the
-    port refuses connections, as a Kafka that is down does."""
+    port refuses connections, as a Kafka that is down does. With ``connections``, it stops
+    listening (refuses again) once it accepted that many."""
+    accepted = 0
 
     async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -255,20 +262,28 @@ async def forward(listen_port: int, target: int) -> asyncio.Server:
             writer.close()
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal accepted
+        accepted += 1
+        if accepted == connections:
+            server.close()
         up_reader, up_writer = await asyncio.open_connection("127.0.0.1", target)
         await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
 
-    return await asyncio.start_server(handle, "127.0.0.1", listen_port)
+    server = await asyncio.start_server(handle, "127.0.0.1", listen_port)
+    return server
 
 
-async def segment_topic(bootstrap: str, topic: str, recipients: int, seed: int) -> None:
+async def segment_topic(
+    bootstrap: str, topic: str, records: list[tuple[bytes | None, bytes]]
+) -> None:
+    """``topic`` with 3 partitions, holding ``records``."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
         await admin.create_topics([NewTopic(topic, num_partitions=3, replication_factor=1)])
     finally:
         await admin.close()
-    await produce(bootstrap, topic, list(synthetic_recipients(recipients, MIX, seed=seed)))
+    await produce(bootstrap, topic, records)
 
 
 @pytest.mark.skipif(
@@ -283,7 +298,8 @@ async def test_kafka_down_at_start_then_hung_mid_blast_delays_the_blast_and_lose
     engine sends everyone exactly once and exits 0."""
     with EmbeddedBroker() as broker:
         assert broker.process is not None
-        await segment_topic(broker.bootstrap, "kafka-outage", RECIPIENTS, seed=13)
+        records = list(synthetic_recipients(RECIPIENTS, MIX, seed=13))
+        await segment_topic(broker.bootstrap, "kafka-outage", records)
         entry = free_port()  # the engine's bootstrap address: refused until forwarded
         profile = simulator_profile(ROUTES, latency={"dist": "uniform", "min_ms": 5, "max_ms": 40})
         with simulator_process(profile, str(tmp_path)) as smsc:
@@ -316,6 +332,58 @@ async def test_kafka_down_at_start_then_hung_mid_blast_delays_the_blast_and_lose
     assert counts["unknown"] == 0, out
 
 
+@pytest.mark.skipif(
+    bool(os.environ.get("KAFKA_BOOTSTRAP")), reason="reaches its own broker through a forwarder"
+)
+async def test_dead_letters_wait_for_kafka_and_nothing_is_lost(tmp_path: Path) -> None:
+    """Kafka refuses the dead-letter producer's connection (the engine's consumer got in
+    before): the engine waits for Kafka instead of dying, then copies every bad record to
+    ``<campaign>.rejected`` and sends every good one exactly once."""
+    with EmbeddedBroker() as broker:
+        records = list(synthetic_recipients(DEAD_LETTER_RECIPIENTS, MIX, seed=19, invalid=0.02))
+        await segment_topic(broker.bootstrap, "dead-letters", records)
+        entry = free_port()
+        # The campaign's consumer and its snapshot bootstrap through the forwarder; the
+        # dead-letter producer, started at the first bad record, finds it closed.
+        forwarder = await forward(entry, broker.port, connections=2)
+        with simulator_process(simulator_profile(ROUTES), str(tmp_path)) as smsc:
+            cmd = write_files(tmp_path, f"127.0.0.1:{entry}", smsc.port, "dead-letters", "skip")
+            engine = start_engine(cmd)
+            await asyncio.sleep(DOWN_FOR + 4.0)  # the group join, then a first refusal
+            assert engine.poll() is None, engine.communicate()[0]
+            await forwarder.wait_closed()
+            forwarder = await forward(entry, broker.port)
+            try:
+                out, _ = await asyncio.to_thread(engine.communicate, timeout=120)
+            finally:
+                forwarder.close()
+            final = smsc.stats()["totals"]
+        copies = await count_records(broker.bootstrap, "crash.rejected")
+    assert engine.returncode == 0, out
+    assert "crash dead letters: Kafka unreachable (KafkaConnectionError" in out
+    counts = accounted_for(tmp_path, out, DEAD_LETTER_RECIPIENTS)
+    assert counts["rejected"] > 0
+    assert final["submits_accepted"] == DEAD_LETTER_RECIPIENTS - counts["rejected"]
+    assert final["duplicates"] == 0
+    assert copies >= counts["rejected"]  # at least once; a retried batch may repeat some
+
+
+async def count_records(bootstrap: str, topic: str) -> int:
+    """Records in ``topic``, read from the beginning until a second passes with none
+    (Tansu's end offsets can stop at its last batch's first offset)."""
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=None
+    )
+    await consumer.start()
+    try:
+        count = 0
+        while batch := await consumer.getmany(timeout_ms=1000):
+            count += sum(len(records) for records in batch.values())
+        return count
+    finally:
+        await consumer.stop()
+
+
 async def test_a_missing_segment_topic_fails_its_campaign_and_the_others_go_on(
     kafka_bootstrap: str, kafka_topic: TopicFactory, tmp_path: Path
 ) -> None:
@@ -342,29 +410,19 @@ async def test_a_missing_segment_topic_fails_its_campaign_and_the_others_go_on(
         ledger.close()
 
 
-async def test_sigterm_while_kafka_is_down_exits_0_having_sent_nothing(tmp_path: Path) -> None:
-    with simulator_process(simulator_profile(ROUTES), str(tmp_path)) as smsc:
-        cmd = write_files(tmp_path, f"127.0.0.1:{free_port()}", smsc.port, "any", "skip")
-        engine = start_engine(cmd)
-        await asyncio.sleep(2.0)
-        assert engine.poll() is None, engine.communicate()[0]
-        engine.send_signal(signal.SIGTERM)
-        out, _ = await asyncio.to_thread(engine.communicate, timeout=30)
-        assert accepted(smsc) == 0
-    assert engine.returncode == 0, out
-    assert "campaign crash: not started: stopped before it opened" in out
-
-
-async def test_sigterm_before_a_scheduled_start_exits_0_having_sent_nothing(
-    kafka_bootstrap: str, tmp_path: Path
+@pytest.mark.parametrize("waiting_for", ["kafka", "start_at"])
+async def test_sigterm_before_the_campaign_opens_exits_0_having_sent_nothing(
+    kafka_bootstrap: str, tmp_path: Path, waiting_for: str
 ) -> None:
-    """The campaign waits for its start_at; a SIGTERM ends the run before it opened (the
-    summary used to crash on the campaign missing from the ledger)."""
+    """The run waits for Kafka (down: connections refused) or for its start_at; a SIGTERM
+    ends it before it opened (the summary used to crash on a campaign not in the ledger)."""
+    bootstrap = f"127.0.0.1:{free_port()}" if waiting_for == "kafka" else kafka_bootstrap
     with simulator_process(simulator_profile(ROUTES), str(tmp_path)) as smsc:
-        cmd = write_files(tmp_path, kafka_bootstrap, smsc.port, "any", "skip")
-        campaigns = yaml.safe_load((tmp_path / "campaigns.yaml").read_text())
-        campaigns["campaigns"][0]["start_at"] = "2099-01-01T00:00:00+00:00"
-        (tmp_path / "campaigns.yaml").write_text(yaml.safe_dump(campaigns))
+        cmd = write_files(tmp_path, bootstrap, smsc.port, "any", "skip")
+        if waiting_for == "start_at":
+            campaigns = yaml.safe_load((tmp_path / "campaigns.yaml").read_text())
+            campaigns["campaigns"][0]["start_at"] = "2099-01-01T00:00:00+00:00"
+            (tmp_path / "campaigns.yaml").write_text(yaml.safe_dump(campaigns))
         engine = start_engine(cmd)
         await asyncio.sleep(2.0)
         assert engine.poll() is None, engine.communicate()[0]

@@ -419,10 +419,6 @@ ALERT_SCENARIOS: list[tuple[list[dict[str, str]], dict[str, dict[str, list[dict[
             "15m": {"SmsblastCampaignProjectedLate": [{"campaign": "a"}]},
         },
     ),
-]
-
-
-ALERT_SCENARIOS += [
     (  # a's segment topic is missing: it fails at 2m; b runs
         [
             _series("smsblast_campaign_state", "0 0 1x10", campaign="a", state="failed"),

@@ -616,8 +616,14 @@ class CampaignRun:
         rejects, reject_offsets, dead, claims = batch
         if rejects:
             await engine.ledger.record_rejects(self.name, rejects)
-        if dead:
-            await engine.dead_letter(self.cfg.name, dead)
+        if dead:  # Kafka unreachable: wait for it (the batch's claims wait too)
+            copied = await until_reachable(
+                f"{self.name} dead letters",
+                lambda: engine.dead_letter(self.cfg.name, dead),
+                self._stop_event,
+            )
+            if copied is None:
+                return  # stopped first: no offset of this batch completes; a restart re-reads
             for _, reason, _ in dead:
                 m.RECORDS_REJECTED.labels(self.name, reason).inc()
         for key, offset in reject_offsets:

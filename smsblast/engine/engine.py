@@ -129,24 +129,40 @@ class Engine:
             log.error("could not mark held recipients pending: %s", call.exception())
 
     # ------------------------------------------------------------------ dead letters
-    async def dead_letter(self, campaign: str, dead: list[tuple[Any, str, str]]) -> None:
-        """Copy bad records to ``<campaign>.rejected`` with the reason; wait until stored."""
+    async def dead_letter(self, campaign: str, dead: list[tuple[Any, str, str]]) -> int:
+        """Copy bad records to ``<campaign>.rejected`` with the reason; wait until stored.
+        Returns how many. Kafka errors propagate (the caller retries the whole batch, so a
+        retried batch may store some copies twice: the dead-letter topic is at-least-once,
+        while the ledger's REJECTED rows are exact)."""
         topic = f"{campaign}.rejected"
-        if self._producer is None:
-            self._producer = AIOKafkaProducer(
-                bootstrap_servers=self.config.kafka.bootstrap_servers,
-                linger_ms=5,
-                **self.config.kafka.aiokafka_kwargs(),
-            )
-            await self._producer.start()
+        producer = await self._dead_letter_producer()
         if topic not in self._dlq_ready:
             await self._ensure_topic(topic)
             self._dlq_ready.add(topic)
         futures = [
-            await self._producer.send(topic, key=rec.key, value=dead_letter_value(rec, r, d))
+            await producer.send(topic, key=rec.key, value=dead_letter_value(rec, r, d))
             for rec, r, d in dead
         ]
         await asyncio.gather(*futures)
+        return len(futures)
+
+    async def _dead_letter_producer(self) -> AIOKafkaProducer:
+        """The started producer for dead letters; one that failed to start is closed and
+        not kept, so the next call starts a new one."""
+        if self._producer is None:
+            producer = AIOKafkaProducer(
+                bootstrap_servers=self.config.kafka.bootstrap_servers,
+                linger_ms=5,
+                **self.config.kafka.aiokafka_kwargs(),
+            )
+            try:
+                await producer.start()
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    await producer.stop()
+                raise
+            self._producer = producer
+        return self._producer
 
     async def _ensure_topic(self, topic: str) -> None:
         admin = AIOKafkaAdminClient(

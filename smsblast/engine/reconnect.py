@@ -1,5 +1,5 @@
-"""Wait out an unreachable Kafka: retry a start-up step with backoff until it succeeds or the
-engine stops.
+"""Wait out an unreachable Kafka: retry a step (a campaign's start, its dead letters, the
+opt-out list) with backoff until it succeeds or the engine stops.
 
 Why: the engine died with a traceback (``KafkaConnectionError: Unable to bootstrap``) when
 Kafka was down or hung as a campaign started: a broker restarted for maintenance, a dead
