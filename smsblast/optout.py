@@ -18,6 +18,7 @@ per number instead of about 110 for strings.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -28,7 +29,14 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from smsblast.msisdn import InvalidMsisdn, normalize_msisdn
 from smsblast.segments.kafka import TopicNotFound, topic_partitions
 
-__all__ = ["MAX_REJECTED_KEPT", "OptOutList", "TopicNotFound", "load_file", "load_topic"]
+__all__ = [
+    "MAX_REJECTED_KEPT",
+    "OptOutList",
+    "TopicNotFound",
+    "keep_following",
+    "load_file",
+    "load_topic",
+]
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +77,7 @@ class OptOutList:
         self.applied = 0
         self._topic: str | None = None
         self._offsets: dict[int, int] = {}  # partition -> next offset to apply
+        self._fixed: set[int] = set()  # merged from a file: nothing on the topic removes them
 
     def __contains__(self, msisdn: object) -> bool:
         """True if ``msisdn`` (a string in any spelling, or the normalised int) opted out.
@@ -77,24 +86,28 @@ class OptOutList:
         """
         if type(msisdn) is str:
             if msisdn.startswith("62") and msisdn.isascii() and msisdn.isdigit():
-                return int(msisdn) in self._numbers  # already normalised: the hot path
-            try:
-                return int(normalize_msisdn(msisdn)) in self._numbers
-            except InvalidMsisdn:
-                return False
-        if type(msisdn) is int:
-            return msisdn in self._numbers
-        return False
+                number = int(msisdn)  # already normalised: the hot path
+            else:
+                try:
+                    number = int(normalize_msisdn(msisdn))
+                except InvalidMsisdn:
+                    return False
+        elif type(msisdn) is int:
+            number = msisdn
+        else:
+            return False
+        return number in self._numbers or number in self._fixed
 
     def __len__(self) -> int:
-        return len(self._numbers)
+        return len(self._numbers) + len(self._fixed) - len(self._numbers & self._fixed)
 
     def __iter__(self) -> Iterator[str]:
         """The normalised numbers, as strings, in no particular order."""
-        return (str(n) for n in self._numbers)
+        extra = (n for n in self._numbers if n not in self._fixed)
+        return (str(n) for n in itertools.chain(self._fixed, extra))
 
     def __repr__(self) -> str:
-        return f"<OptOutList {len(self._numbers):,} numbers>"
+        return f"<OptOutList {len(self):,} numbers>"
 
     def add(self, msisdn: str | int) -> None:
         """Record an opt-out. Raises InvalidMsisdn."""
@@ -113,6 +126,13 @@ class OptOutList:
         """Remove an opt-out if present. Raises InvalidMsisdn."""
         self._numbers.discard(_as_int(msisdn))
 
+    def merge(self, other: OptOutList) -> None:
+        """Add every number of ``other`` (the file's list) for good: a tombstone on the
+        topic (opted back in there), :meth:`remove` or :meth:`discard` do not take out a
+        number the file lists."""
+        self._fixed |= other._numbers
+        self._fixed |= other._fixed
+
     def apply(self, key: bytes | None, value: bytes | None) -> bool:
         """Apply one opt-out topic record; False (and nothing changed) if the key is bad."""
         if key is None:
@@ -124,7 +144,7 @@ class OptOutList:
         if value:
             self._numbers.add(number)
         else:
-            self._numbers.discard(number)
+            self._numbers.discard(number)  # a number from a file stays in ``_fixed``
         self.applied += 1
         return True
 
@@ -189,6 +209,34 @@ class OptOutList:
                         self._offsets[tp.partition] = records[-1].offset + 1
         finally:
             await consumer.stop()
+
+
+async def keep_following(
+    optout: OptOutList,
+    bootstrap: str | list[str],
+    topic: str,
+    stopped: asyncio.Event,
+    **kafka_kwargs: Any,
+) -> None:
+    """Apply the refusals that reach ``topic`` during a run (:meth:`OptOutList.follow`)
+    until ``stopped`` is set, waiting out an unreachable Kafka. An error waiting cannot
+    fix (the topic deleted, no permission) is logged and ends the following: the list
+    stays as it is, and new refusals apply from the next start."""
+    from smsblast.engine.reconnect import describe, until_reachable
+
+    while not stopped.is_set():
+        try:
+            await until_reachable(
+                "optout", lambda: optout.follow(bootstrap, topic, **kafka_kwargs), stopped
+            )
+        except Exception as exc:
+            log.error(
+                "opt-out topic %s: no longer followed (%s); refusals that arrive now apply "
+                "from the next start",
+                topic,
+                describe(exc),
+            )
+            return
 
 
 def _consumer(kafka_kwargs: dict[str, Any]) -> dict[str, Any]:

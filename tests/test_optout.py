@@ -12,7 +12,7 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from smsblast.msisdn import InvalidMsisdn
-from smsblast.optout import OptOutList, TopicNotFound, load_file, load_topic
+from smsblast.optout import OptOutList, TopicNotFound, keep_following, load_file, load_topic
 from smsblast.segments.kafka import produce, topic_partitions
 from tests.conftest import TopicFactory
 
@@ -229,3 +229,37 @@ async def test_follow_without_a_snapshot_reads_from_the_beginning(
         follower.cancel()
         with pytest.raises(asyncio.CancelledError):
             await follower
+
+
+async def test_a_file_number_stays_opted_out_whatever_the_topic_says(
+    kafka_bootstrap: str, kafka_topic: TopicFactory
+) -> None:
+    topic = await kafka_topic(prefix="optout", partitions=2, compacted=True)
+    await send_all(kafka_bootstrap, topic, [(A.encode(), b"1"), (B.encode(), b"1")])
+    optout = await load_topic(kafka_bootstrap, topic)
+    optout.merge(OptOutList([A, C]))  # the file lists A and C
+    assert sorted(optout) == [A, B, C]
+    stop = asyncio.Event()
+    follower = asyncio.create_task(keep_following(optout, kafka_bootstrap, topic, stop))
+    try:
+        # A and B opt back in on the topic; D opts out
+        await send_all(
+            kafka_bootstrap, topic, [(A.encode(), None), (B.encode(), None), (D.encode(), b"1")]
+        )
+        await eventually(lambda: D in optout)
+        assert sorted(optout) == [A, C, D]  # B left; A stays: the file says so
+    finally:
+        stop.set()
+        await asyncio.wait_for(follower, 10)  # a stop ends the following by itself
+
+
+async def test_keep_following_ends_with_an_error_it_cannot_wait_out(
+    kafka_bootstrap: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    optout = OptOutList([A])
+    with caplog.at_level(logging.ERROR, logger="smsblast.optout"):
+        await asyncio.wait_for(
+            keep_following(optout, kafka_bootstrap, "no-such-optouts", asyncio.Event()), 30
+        )
+    assert "opt-out topic no-such-optouts: no longer followed (TopicNotFound" in caplog.text
+    assert sorted(optout) == [A]  # the list stays as it was

@@ -107,3 +107,20 @@ async def test_a_stop_during_a_hung_attempt_cancels_it_and_it_cleans_up() -> Non
     asyncio.get_running_loop().call_later(0.2, stopped.set)
     assert await asyncio.wait_for(until_reachable("unit", attempt, stopped), 10) is None
     assert cleaned.is_set()
+
+
+async def test_cancelling_the_wait_cancels_the_attempt_too() -> None:
+    cleaned = asyncio.Event()
+
+    async def attempt() -> None:
+        try:
+            await asyncio.sleep(3600)
+        finally:
+            cleaned.set()
+
+    waiting = asyncio.create_task(until_reachable("unit", attempt, asyncio.Event()))
+    await asyncio.sleep(0.1)
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    assert cleaned.is_set()  # no attempt left running on its own

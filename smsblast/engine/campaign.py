@@ -880,6 +880,18 @@ class CampaignRun:
                 continue
             fresh = [r for r in rows if r.msisdn not in self._active]
             self._backfill_at[route] = (rows[-1].id, fresh_seen or bool(fresh))
+            # Refused since it was claimed (parked, or left PENDING by a stop or a crash):
+            # the opt-out list is read again here, never only at the claim.
+            optout = self.engine.optout
+            refused = [r.msisdn for r in fresh if r.msisdn in optout]
+            if refused:
+                await ledger.mark(
+                    self.name, refused, State.SUPPRESSED, "opt-out", only_from=State.PENDING
+                )
+                self._m_supp.inc(len(refused))
+                self.stats["suppressed"] += len(refused)
+                log.info("%s: %d pending recipient(s) opted out meanwhile", self.name, len(refused))
+                fresh = [r for r in fresh if r.msisdn not in optout]
             for row in fresh:
                 text = row.text if row.text is not None else self.template.render({}, "empty")
                 try:

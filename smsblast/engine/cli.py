@@ -200,7 +200,7 @@ async def run_engine(config: Any, campaigns: list[Any], options: RunOptions) -> 
     from smsblast.engine.engine import Engine
     from smsblast.engine.reconnect import describe
     from smsblast.ledger import AsyncLedger, LedgerError
-    from smsblast.optout import OptOutList, TopicNotFound, load_file
+    from smsblast.optout import OptOutList, TopicNotFound, keep_following, load_file
     from smsblast.progress import show
 
     try:
@@ -227,8 +227,8 @@ async def run_engine(config: Any, campaigns: list[Any], options: RunOptions) -> 
         if from_topic is None:
             print("stopped by signal while Kafka was unreachable: nothing was sent")
             return RunResult(EXIT_OK, True)
-        for number in from_topic:
-            optout.add(number)
+        from_topic.merge(optout)  # the file's numbers stay, whatever the topic says
+        optout = from_topic
     metrics_url, stop_metrics = start_metrics(config)
     if metrics_url is not None:
         print(f"metrics: {metrics_url}", flush=True)
@@ -256,6 +256,21 @@ async def run_engine(config: Any, campaigns: list[Any], options: RunOptions) -> 
         ),
         name="progress",
     )
+    # Refusals that arrive during the run apply to every record read after them, and to
+    # every recipient the backfill takes from the ledger.
+    stop_following = asyncio.Event()
+    following = None
+    if config.optout.topic:
+        following = asyncio.create_task(
+            keep_following(
+                optout,
+                config.kafka.bootstrap_servers,
+                config.optout.topic,
+                stop_following,
+                **config.kafka.aiokafka_kwargs(),
+            ),
+            name="optout follow",
+        )
     try:
         try:
             await engine.run(until_done=options.until_done)
@@ -270,6 +285,9 @@ async def run_engine(config: Any, campaigns: list[Any], options: RunOptions) -> 
             progress.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await progress
+            stop_following.set()
+            if following is not None:
+                await following
         complete = True
         stopped = engine.stopped
         opened = {info.name for info in await ledger.campaigns()}

@@ -105,14 +105,15 @@ async def _unless_stopped(
     stop = asyncio.ensure_future(stopped.wait())
     try:
         await asyncio.wait({task, stop}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
+    finally:  # also when this coroutine is cancelled: the attempt never outlives it
         stop.cancel()
-    if task.done():
-        return True, task.result()
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError, Exception):
-        await task
-    return False, None
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+    if task.cancelled():
+        return False, None
+    return True, task.result()
 
 
 def describe(exc: BaseException) -> str:

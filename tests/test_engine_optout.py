@@ -1,0 +1,120 @@
+"""Refusals that come while a blast runs, or between two runs, are honoured: the engine
+follows the opt-out topic, and re-reads the list before it sends a recipient it claimed
+earlier (parked, or left PENDING by a stop)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import sqlite3
+import subprocess
+import time
+from pathlib import Path
+
+from smsblast.ledger import SqliteLedger
+from smsblast.msisdn import normalize_msisdn
+from smsblast.segments import produce, synthetic_recipients
+from tests.conftest import TopicFactory
+from tests.engine_stack import SimulatorProcess, simulator_process, simulator_profile
+from tests.test_engine_crash import (
+    MIX,
+    RECIPIENTS,
+    ROUTES,
+    accepted,
+    accounted_for,
+    start_engine,
+    write_files,
+)
+
+REFUSING = 30  # numbers that opt out while the blast runs
+
+
+async def until_accepted(
+    engine: subprocess.Popen[str], smsc: SimulatorProcess, share: float
+) -> None:
+    """Wait until the SMSC accepted ``share`` of the recipients."""
+    deadline = time.monotonic() + 60
+    while accepted(smsc) < RECIPIENTS * share:
+        assert time.monotonic() < deadline, "the blast did not progress"
+        assert engine.poll() is None, engine.communicate()[0]
+        await asyncio.sleep(0.05)
+
+
+def numbers_of(records: list[tuple[bytes | None, bytes]]) -> list[str]:
+    """The records' numbers, normalised as the ledger keeps them."""
+    return [normalize_msisdn(json.loads(value)["msisdn"]) for _, value in records]
+
+
+def ledger_states(tmp: Path, msisdns: list[str]) -> set[str]:
+    """The states the ledger file holds for these numbers (read with sqlite3, read-only)."""
+    db = sqlite3.connect(f"file:{tmp / 'ledger.sqlite'}?mode=ro", uri=True)
+    try:
+        rows = dict(
+            db.execute("SELECT msisdn, name FROM recipients JOIN state_names ON code = state")
+        )
+    finally:
+        db.close()
+    assert len(rows) == RECIPIENTS
+    return {rows[n] for n in msisdns}
+
+
+async def test_a_refusal_that_comes_during_the_blast_is_honoured(
+    kafka_bootstrap: str, kafka_topic: TopicFactory, tmp_path: Path
+) -> None:
+    segment = await kafka_topic(partitions=3)
+    optouts = await kafka_topic(prefix="optout", partitions=2, compacted=True)
+    records = list(synthetic_recipients(RECIPIENTS, MIX, seed=23))
+    await produce(kafka_bootstrap, segment, records)
+    late = numbers_of(records[-REFUSING:])  # read last on every partition
+    with simulator_process(simulator_profile(ROUTES), str(tmp_path)) as smsc:
+        cmd = write_files(
+            tmp_path, kafka_bootstrap, smsc.port, segment, "skip", optout={"topic": optouts}
+        )
+        engine = start_engine([*cmd, "--max-in-memory", "500"])  # reads as it sends
+        await until_accepted(engine, smsc, 0.05)
+        await produce(kafka_bootstrap, optouts, [(n.encode(), b"STOP") for n in late])
+        out, _ = await asyncio.to_thread(engine.communicate, timeout=120)
+        final = smsc.stats()["totals"]
+    assert engine.returncode == 0, out
+    assert final["submits_accepted"] == RECIPIENTS - REFUSING and final["duplicates"] == 0
+    assert ledger_states(tmp_path, late) == {"suppressed"}
+    assert accounted_for(tmp_path, out)["suppressed"] == REFUSING
+
+
+async def test_a_refusal_between_two_runs_is_honoured_for_recipients_left_pending(
+    kafka_bootstrap: str, kafka_topic: TopicFactory, tmp_path: Path
+) -> None:
+    """SIGTERM leaves claimed recipients PENDING; some of them opt out before the restart,
+    which sends the rest from the ledger (not from Kafka): those are suppressed."""
+    segment = await kafka_topic(partitions=3)
+    optouts = await kafka_topic(prefix="optout", partitions=2, compacted=True)
+    await produce(kafka_bootstrap, segment, list(synthetic_recipients(RECIPIENTS, MIX, seed=29)))
+    with simulator_process(simulator_profile(ROUTES), str(tmp_path)) as smsc:
+        cmd = write_files(
+            tmp_path, kafka_bootstrap, smsc.port, segment, "skip", optout={"topic": optouts}
+        )
+        first = start_engine(cmd)
+        await until_accepted(first, smsc, 0.3)
+        first.send_signal(signal.SIGTERM)
+        out, _ = await asyncio.to_thread(first.communicate, timeout=60)
+        assert first.returncode == 0, out
+        ledger = SqliteLedger(str(tmp_path / "ledger.sqlite"))
+        try:
+            pending = [
+                row.msisdn
+                for route in ("telkomsel", "indosat")
+                for row in ledger.pending("crash", route, REFUSING // 2)
+            ]
+        finally:
+            ledger.close()
+        assert len(pending) == REFUSING  # the stop left claimed recipients PENDING
+        await produce(kafka_bootstrap, optouts, [(n.encode(), b"STOP") for n in pending])
+
+        second = start_engine(cmd)
+        out, _ = await asyncio.to_thread(second.communicate, timeout=120)
+        final = smsc.stats()["totals"]
+    assert second.returncode == 0, out
+    assert final["submits_accepted"] == RECIPIENTS - REFUSING and final["duplicates"] == 0
+    assert ledger_states(tmp_path, pending) == {"suppressed"}
+    assert accounted_for(tmp_path, out)["suppressed"] == REFUSING
