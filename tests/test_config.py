@@ -14,6 +14,7 @@ import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
+from smsblast.cli import main
 from smsblast.client.config import BindMode
 from smsblast.config import (
     CONFIG_ENV,
@@ -28,6 +29,7 @@ from smsblast.config import (
     parse_duration,
     sender_ton_npi,
 )
+from smsblast.engine.cli import ledger_path_problem
 from smsblast.smpp.receipt import IdFormat
 
 REPO = Path(__file__).resolve().parent.parent
@@ -755,3 +757,45 @@ def test_config_error_plain_message_and_lines() -> None:
 def test_engine_config_model_validate_without_loader(engine_data: dict[str, Any]) -> None:
     config = EngineConfig.model_validate(engine_data)
     assert config.routes["indosat"].smscs[0].name == "indosat-0"
+
+
+# --- the ledger's path, checked before anything starts -------------------------------------
+
+
+def test_ledger_path_problems_name_the_path(tmp_path: Path) -> None:
+    assert ledger_path_problem(str(tmp_path / "new.sqlite"), create=True) is None
+    assert ledger_path_problem(":memory:", create=False) is None
+    missing = tmp_path / "no" / "such" / "ledger.sqlite"
+    assert ledger_path_problem(str(missing), create=True) == (
+        f"{missing}: the directory {missing.parent} does not exist (create it for the engine)"
+    )
+    assert ledger_path_problem(str(tmp_path / "x.sqlite"), create=False) == (
+        f"no ledger at {tmp_path / 'x.sqlite'} (no campaign has run with this configuration)"
+    )
+    assert ledger_path_problem(str(tmp_path), create=True) == (
+        f"{tmp_path} is a directory, not a ledger file"
+    )
+
+
+def test_run_and_report_refuse_a_ledger_they_cannot_open(
+    write: Writer,
+    engine_data: dict[str, Any],
+    campaign_data: dict[str, Any],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Exit 2 with the path and the reason, before any broker or SMSC is contacted (the
+    engine said only "the ledger failed to open" with exit 3, and report showed SQLite's
+    traceback)."""
+    monkeypatch.setenv("TEST_TSEL_PASSWORD", "pw")
+    monkeypatch.setenv("TEST_ISAT", "pw")
+    ledger = tmp_path / "missing" / "ledger.sqlite"
+    config = write({**engine_data, "ledger": {"path": str(ledger)}})
+    campaigns = write({"campaigns": [campaign_data]})
+    assert main(["run", "--config", str(config), "--campaigns", str(campaigns)]) == 2
+    err = capsys.readouterr().err
+    assert f"ledger.path: {ledger}: the directory {ledger.parent} does not exist" in err
+    assert main(["report", "jaga-persatuan", "--config", str(config)]) == 2
+    assert f"smsblast report: ledger.path: no ledger at {ledger}" in capsys.readouterr().err
+    assert not ledger.parent.exists()  # nothing was created

@@ -9,10 +9,12 @@ import csv
 import io
 import json
 import logging
+import os
 import signal
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from smsblast.aio import run as run_async
@@ -208,6 +210,10 @@ async def run_engine(config: Any, campaigns: list[Any], options: RunOptions) -> 
     except ConfigError as exc:
         print(f"smsblast run: configuration error:\n{exc}", file=sys.stderr)
         return RunResult(EXIT_CONFIG, False)
+    problem = ledger_path_problem(config.ledger.path, create=True)
+    if problem is not None:
+        print(f"smsblast run: configuration error:\nledger.path: {problem}", file=sys.stderr)
+        return RunResult(EXIT_CONFIG, False)
     register_secrets(config)
     optout = OptOutList()
     if config.optout.file:
@@ -341,6 +347,30 @@ async def _load_optout_topic(config: EngineConfig) -> OptOutList | None:
             loop.remove_signal_handler(sig)
 
 
+def ledger_path_problem(path: str, *, create: bool) -> str | None:
+    """What stops the ledger file at ``path`` from being opened (``None``: nothing seen):
+    a missing or read-only directory when the file must be created (``create``), a
+    missing file when it must not, an unreadable or read-only file. Checked before
+    anything starts, so the error names the path instead of SQLite's "unable to open
+    database file"."""
+    if path == ":memory:":
+        return None
+    file = Path(path)
+    folder = file.parent
+    if file.exists():
+        if file.is_dir():
+            return f"{path} is a directory, not a ledger file"
+        if not os.access(file, os.R_OK | os.W_OK):
+            return f"{path}: no permission to read and write it"
+    elif not create:
+        return f"no ledger at {path} (no campaign has run with this configuration)"
+    elif not folder.is_dir():
+        return f"{path}: the directory {folder} does not exist (create it for the engine)"
+    if not os.access(folder, os.W_OK | os.X_OK):  # SQLite's WAL files go next to it
+        return f"{path}: no permission to create files in {folder}"
+    return None
+
+
 def not_started(run: CampaignRun) -> str:
     """Why a run never opened its campaign in the ledger (nothing of it was sent)."""
     if run.failure is not None:
@@ -364,6 +394,10 @@ def report_main(args: argparse.Namespace) -> int:
         config = load_engine_config(args.config)
     except ConfigError as exc:
         print(f"smsblast report: configuration error:\n{exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    problem = ledger_path_problem(config.ledger.path, create=False)
+    if problem is not None:  # a report never creates a ledger
+        print(f"smsblast report: ledger.path: {problem}", file=sys.stderr)
         return EXIT_CONFIG
     ledger = SqliteLedger(config.ledger.path)
     try:
