@@ -63,7 +63,7 @@ async def until_reachable(
     cap: float = MAX_DELAY,
 ) -> T | None:
     """``await attempt()`` until it returns, and return its result; ``None`` when
-    ``stopped`` is set while waiting to retry.
+    ``stopped`` is set first (while an attempt hangs, or while waiting to retry).
 
     A transient error (:func:`transient`) is logged with the next delay and counted in
     ``smsblast_kafka_unreachable_total{step=what}``; any other exception propagates.
