@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +54,7 @@ ROUTES = [
 MIX = {"telkomsel": 0.6, "indosat": 0.4}
 DOWN_FOR = 3.0  # seconds Kafka refuses connections at the start
 DEAD_LETTER_RECIPIENTS = 5000
+FULL_DISK_RECIPIENTS = 8000  # a 1 MB disk fills a few thousand in
 HUNG_FOR = 8.0  # seconds the broker hangs mid-blast (longer than the 6 s group session)
 
 
@@ -243,6 +246,66 @@ async def test_the_ledger_process_dying_stops_the_engine_and_a_restart_finishes(
     assert second.returncode == 0, out
     assert final["duplicates"] == 0
     accounted_for(tmp_path, out)
+
+
+@contextlib.contextmanager
+def small_disk(path: Path, size: str) -> Iterator[Path]:
+    """A tmpfs of ``size`` mounted at ``path`` (root only; the test skips elsewhere)."""
+    path.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
+        capture_output=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], check=False)
+
+
+async def test_a_full_disk_stops_the_engine_and_a_restart_finishes(
+    kafka_bootstrap: str, kafka_topic: TopicFactory, tmp_path: Path
+) -> None:
+    """The ledger's disk fills mid-blast: the engine stops sending and exits 3 saying so
+    (it died with SQLite's traceback, exit 1). With space again, a restart finishes: nobody
+    twice, nobody lost."""
+    topic = await kafka_topic(partitions=3)
+    records = list(synthetic_recipients(FULL_DISK_RECIPIENTS, MIX, seed=31))
+    await produce(kafka_bootstrap, topic, records)
+    with (
+        small_disk(tmp_path / "disk", "1m") as disk,
+        simulator_process(simulator_profile(ROUTES), str(tmp_path)) as smsc,
+    ):
+        ledger = disk / "ledger.sqlite"
+        cmd = write_files(tmp_path, kafka_bootstrap, smsc.port, topic, "skip")
+        config = yaml.safe_load((tmp_path / "smsblast.yaml").read_text())
+        config["ledger"]["path"] = str(ledger)
+        (tmp_path / "smsblast.yaml").write_text(yaml.safe_dump(config))
+        first = start_engine(cmd)
+        out, _ = await asyncio.to_thread(first.communicate, timeout=120)
+        assert first.returncode == 3, out
+        assert "the ledger failed: OperationalError: database or disk is full" in out, out
+        at_exit = accepted(smsc)
+        assert at_exit < FULL_DISK_RECIPIENTS  # it stopped mid-blast
+        await asyncio.sleep(1.0)
+        assert accepted(smsc) == at_exit  # and sends nothing more
+
+        subprocess.run(["mount", "-o", "remount,size=64m", str(disk)], check=True)
+        second = start_engine(cmd)
+        out, _ = await asyncio.to_thread(second.communicate, timeout=120)
+        final = smsc.stats()["totals"]
+        store = SqliteLedger(str(ledger))
+        try:
+            counts = store.counts("crash")
+        finally:
+            store.close()
+    assert second.returncode == 0, out
+    assert final["duplicates"] == 0
+    assert sum(counts.values()) == FULL_DISK_RECIPIENTS
+    assert counts["in_flight"] == counts["pending"] == 0, counts
+    assert counts["unknown"] <= sum(at_risk())
 
 
 async def forward(listen_port: int, target: int, connections: int = 0) -> asyncio.Server:

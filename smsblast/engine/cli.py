@@ -195,6 +195,8 @@ async def run_engine(config: Any, campaigns: list[Any], options: RunOptions) -> 
     """Run ``campaigns`` with the engine as ``smsblast run`` does: opt-out list, metrics
     endpoint, admin API, live progress, SIGTERM/SIGINT draining, one summary line per
     campaign."""
+    import sqlite3
+
     from aiokafka.errors import KafkaError
 
     from smsblast.admin.control import LedgerController
@@ -280,10 +282,14 @@ async def run_engine(config: Any, campaigns: list[Any], options: RunOptions) -> 
     try:
         try:
             await engine.run(until_done=options.until_done)
-        except LedgerError as exc:
+        except (LedgerError, sqlite3.Error) as exc:
+            # Nothing more could be recorded, so nothing more may be sent: the process is
+            # gone, or SQLite failed (a full disk, an I/O error).
+            reason = str(exc) if isinstance(exc, LedgerError) else describe(exc)
             print(
-                f"smsblast run: the ledger failed: {exc}. Stopped; what the ledger recorded "
-                "stands, and a new `smsblast run` goes on from it.",
+                f"smsblast run: the ledger failed: {reason}. Stopped; what the ledger "
+                "recorded stands, and a new `smsblast run` goes on from it (free disk space "
+                "first if it is full).",
                 file=sys.stderr,
             )
             return RunResult(EXIT_LEDGER, engine.stopped, metrics_url)
