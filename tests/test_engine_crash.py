@@ -126,6 +126,19 @@ async def start_until_a_third_sent(cmd: list[str], smsc: SimulatorProcess) -> su
     return engine
 
 
+async def stopped_by_the_ledger(
+    engine: subprocess.Popen[str], smsc: SimulatorProcess, reason: str, recipients: int
+) -> None:
+    """The engine exits 3 naming ``reason``, mid-blast, and sends nothing more after."""
+    out, _ = await asyncio.to_thread(engine.communicate, timeout=120)
+    assert engine.returncode == 3, out
+    assert f"the ledger failed: {reason}" in out, out
+    at_exit = accepted(smsc)
+    assert at_exit < recipients  # it stopped mid-blast
+    await asyncio.sleep(1.0)
+    assert accepted(smsc) == at_exit  # and sends nothing more
+
+
 def at_risk() -> tuple[int, int]:
     """Parts that may be on the wire at a crash: the windows, and the armed buffers
     (window + 100 ms of rate per bind)."""
@@ -231,13 +244,9 @@ async def test_the_ledger_process_dying_stops_the_engine_and_a_restart_finishes(
         first = await start_until_a_third_sent(cmd, smsc)
         (ledger_pid,) = child_pids(first.pid)
         os.kill(ledger_pid, signal.SIGKILL)
-        out, _ = await asyncio.to_thread(first.communicate, timeout=30)
-        assert first.returncode == 3, out
-        assert "the ledger failed: the ledger process is gone (exit code -9)" in out, out
-        at_exit = accepted(smsc)
-        assert at_exit < RECIPIENTS  # it stopped mid-blast
-        await asyncio.sleep(1.0)
-        assert accepted(smsc) == at_exit  # and sends nothing more
+        await stopped_by_the_ledger(
+            first, smsc, "the ledger process is gone (exit code -9)", RECIPIENTS
+        )
 
         second = start_engine(cmd)
         out, _ = await asyncio.to_thread(second.communicate, timeout=120)
@@ -284,13 +293,9 @@ async def test_a_full_disk_stops_the_engine_and_a_restart_finishes(
         config["ledger"]["path"] = str(ledger)
         (tmp_path / "smsblast.yaml").write_text(yaml.safe_dump(config))
         first = start_engine(cmd)
-        out, _ = await asyncio.to_thread(first.communicate, timeout=120)
-        assert first.returncode == 3, out
-        assert "the ledger failed: OperationalError: database or disk is full" in out, out
-        at_exit = accepted(smsc)
-        assert at_exit < FULL_DISK_RECIPIENTS  # it stopped mid-blast
-        await asyncio.sleep(1.0)
-        assert accepted(smsc) == at_exit  # and sends nothing more
+        await stopped_by_the_ledger(
+            first, smsc, "OperationalError: database or disk is full", FULL_DISK_RECIPIENTS
+        )
 
         subprocess.run(["mount", "-o", "remount,size=64m", str(disk)], check=True)
         second = start_engine(cmd)
