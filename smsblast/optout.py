@@ -218,25 +218,24 @@ async def keep_following(
     stopped: asyncio.Event,
     **kafka_kwargs: Any,
 ) -> None:
-    """Apply the refusals that reach ``topic`` during a run (:meth:`OptOutList.follow`)
-    until ``stopped`` is set, waiting out an unreachable Kafka. An error waiting cannot
-    fix (the topic deleted, no permission) is logged and ends the following: the list
-    stays as it is, and new refusals apply from the next start."""
+    """Apply the refusals that reach ``topic`` during a run (:meth:`OptOutList.follow`,
+    which returns only by an error) until ``stopped`` is set, waiting out an unreachable
+    Kafka. An error waiting cannot fix (the topic deleted, no permission) is logged and
+    ends the following: the list stays as it is, and new refusals apply from the next
+    start."""
     from smsblast.engine.reconnect import describe, until_reachable
 
-    while not stopped.is_set():
-        try:
-            await until_reachable(
-                "optout", lambda: optout.follow(bootstrap, topic, **kafka_kwargs), stopped
-            )
-        except Exception as exc:
-            log.error(
-                "opt-out topic %s: no longer followed (%s); refusals that arrive now apply "
-                "from the next start",
-                topic,
-                describe(exc),
-            )
-            return
+    try:
+        await until_reachable(
+            "optout", lambda: optout.follow(bootstrap, topic, **kafka_kwargs), stopped
+        )
+    except Exception as exc:
+        log.error(
+            "opt-out topic %s: no longer followed (%s); refusals that arrive now apply "
+            "from the next start",
+            topic,
+            describe(exc),
+        )
 
 
 def _consumer(kafka_kwargs: dict[str, Any]) -> dict[str, Any]:

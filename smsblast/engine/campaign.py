@@ -76,7 +76,7 @@ from smsblast.engine.offsets import OffsetTracker
 from smsblast.engine.planner import aim, plan_route, remaining_recipients
 from smsblast.engine.reconnect import describe, until_reachable
 from smsblast.engine.snapshot import SegmentNotFound, segment_end_offsets
-from smsblast.ledger import Claim, Control, Outcome, State
+from smsblast.ledger import Claim, Control, Outcome, PendingRow, State
 from smsblast.render import MissingField
 from smsblast.schedule import Wave
 from smsblast.segments import BadRecord, parse_record
@@ -883,7 +883,13 @@ class CampaignRun:
             # Refused since it was claimed (parked, or left PENDING by a stop or a crash):
             # the opt-out list is read again here, never only at the claim.
             optout = self.engine.optout
-            refused = [r.msisdn for r in fresh if r.msisdn in optout]
+            sendable: list[PendingRow] = []
+            refused: list[str] = []
+            for row in fresh:
+                if row.msisdn in optout:
+                    refused.append(row.msisdn)
+                else:
+                    sendable.append(row)
             if refused:
                 await ledger.mark(
                     self.name, refused, State.SUPPRESSED, "opt-out", only_from=State.PENDING
@@ -891,8 +897,7 @@ class CampaignRun:
                 self._m_supp.inc(len(refused))
                 self.stats["suppressed"] += len(refused)
                 log.info("%s: %d pending recipient(s) opted out meanwhile", self.name, len(refused))
-                fresh = [r for r in fresh if r.msisdn not in optout]
-            for row in fresh:
+            for row in sendable:
                 text = row.text if row.text is not None else self.template.render({}, "empty")
                 try:
                     parts = self._split(text)

@@ -72,7 +72,7 @@ async def until_reachable(
     failures = 0
     while True:
         try:
-            done, result = await _unless_stopped(attempt, stopped)
+            return await _unless_stopped(attempt, stopped)
         except Exception as exc:
             if not transient(exc):
                 raise
@@ -86,8 +86,6 @@ async def until_reachable(
                 delay,
                 failures,
             )
-        else:
-            return result if done else None
         try:
             await asyncio.wait_for(stopped.wait(), delay)
         except TimeoutError:
@@ -95,12 +93,10 @@ async def until_reachable(
         return None
 
 
-async def _unless_stopped(
-    attempt: Callable[[], Awaitable[T]], stopped: asyncio.Event
-) -> tuple[bool, T | None]:
-    """``(True, result)`` of one attempt, or ``(False, None)`` when ``stopped`` is set
-    first (a hung broker can hold an attempt for aiokafka's request timeout, 40 s): the
-    attempt is then cancelled, and cleans up as on any failure."""
+async def _unless_stopped(attempt: Callable[[], Awaitable[T]], stopped: asyncio.Event) -> T | None:
+    """The result of one attempt, or ``None`` when ``stopped`` is set first (a hung broker
+    can hold an attempt for aiokafka's request timeout, 40 s): the attempt is then
+    cancelled, and cleans up as on any failure."""
     task = asyncio.ensure_future(attempt())
     stop = asyncio.ensure_future(stopped.wait())
     try:
@@ -111,9 +107,7 @@ async def _unless_stopped(
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
-    if task.cancelled():
-        return False, None
-    return True, task.result()
+    return None if task.cancelled() else task.result()
 
 
 def describe(exc: BaseException) -> str:
