@@ -32,24 +32,31 @@ def kafka_bootstrap() -> Iterator[str]:
 TopicFactory = Callable[..., Coroutine[Any, Any, str]]
 
 
-@pytest.fixture
-async def kafka_topic(kafka_bootstrap: str) -> AsyncIterator[TopicFactory]:
-    """``await kafka_topic(partitions=3)`` -> a new topic name."""
+async def create_topic(
+    bootstrap: str, name: str, partitions: int = 3, compacted: bool = False
+) -> None:
+    """Create topic ``name`` on the broker at ``bootstrap``."""
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
-
-    async def make(prefix: str = "t", partitions: int = 3, compacted: bool = False) -> str:
-        name = f"{prefix}-{uuid.uuid4().hex[:10]}"
+    try:
         configs = {"cleanup.policy": "compact"} if compacted else {}
         await admin.create_topics(
             [NewTopic(name, num_partitions=partitions, replication_factor=1, topic_configs=configs)]
         )
-        await asyncio.sleep(0)  # let metadata settle on the next request
-        return name
-
-    try:
-        yield make
     finally:
         await admin.close()
+    await asyncio.sleep(0)  # let metadata settle on the next request
+
+
+@pytest.fixture
+async def kafka_topic(kafka_bootstrap: str) -> AsyncIterator[TopicFactory]:
+    """``await kafka_topic(partitions=3)`` -> a new topic name."""
+
+    async def make(prefix: str = "t", partitions: int = 3, compacted: bool = False) -> str:
+        name = f"{prefix}-{uuid.uuid4().hex[:10]}"
+        await create_topic(kafka_bootstrap, name, partitions, compacted)
+        return name
+
+    yield make

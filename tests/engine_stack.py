@@ -3,10 +3,13 @@ config pointing at it, segments in a real broker, and an engine run in-process."
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
+
+from aiokafka import AIOKafkaConsumer
 
 from smsblast.config import Campaign, CampaignsFile, EngineConfig
 from smsblast.engine.engine import Engine
@@ -117,3 +120,22 @@ def make_engine(
     kw.setdefault("route_down_grace", 3.0)
     kw.setdefault("drain_timeout", 3.0)
     return Engine(config, campaigns, ledger, optout, **kw), ledger
+
+
+async def dead_letters(bootstrap: str, topic: str, expect: int) -> list[dict[str, object]]:
+    """The dead letters in ``topic``, read from the beginning until ``expect`` came (or
+    10 s passed)."""
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=None
+    )
+    await consumer.start()
+    out: list[dict[str, object]] = []
+    try:
+        for _ in range(50):
+            for records in (await consumer.getmany(timeout_ms=200)).values():
+                out += [json.loads(r.value) for r in records if r.value]
+            if len(out) >= expect:
+                break
+    finally:
+        await consumer.stop()
+    return out

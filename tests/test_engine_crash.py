@@ -15,20 +15,19 @@ from typing import Any
 
 import pytest
 import yaml
-from aiokafka import AIOKafkaConsumer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from smsblast.broker import EmbeddedBroker, free_port
 from smsblast.ledger import SqliteLedger
 from smsblast.procs import child_pids
 from smsblast.segments import produce, synthetic_recipients
-from tests.conftest import TopicFactory
+from tests.conftest import TopicFactory, create_topic
 from tests.engine_stack import (
     PASSWORD,
     PASSWORD_ENV,
     PREFIXES,
     RouteSpec,
     SimulatorProcess,
+    dead_letters,
     engine_config,
     simulator_process,
     simulator_profile,
@@ -345,12 +344,7 @@ async def segment_topic(
     bootstrap: str, topic: str, records: list[tuple[bytes | None, bytes]]
 ) -> None:
     """``topic`` with 3 partitions, holding ``records``."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(topic, num_partitions=3, replication_factor=1)])
-    finally:
-        await admin.close()
+    await create_topic(bootstrap, topic)
     await produce(bootstrap, topic, records)
 
 
@@ -426,30 +420,14 @@ async def test_dead_letters_wait_for_kafka_and_nothing_is_lost(tmp_path: Path) -
             finally:
                 forwarder.close()
             final = smsc.stats()["totals"]
-        copies = await count_records(broker.bootstrap, "crash.rejected")
+        counts = accounted_for(tmp_path, out, DEAD_LETTER_RECIPIENTS)
+        copies = len(await dead_letters(broker.bootstrap, "crash.rejected", counts["rejected"]))
     assert engine.returncode == 0, out
     assert "crash dead letters: Kafka unreachable (KafkaConnectionError" in out
-    counts = accounted_for(tmp_path, out, DEAD_LETTER_RECIPIENTS)
     assert counts["rejected"] > 0
     assert final["submits_accepted"] == DEAD_LETTER_RECIPIENTS - counts["rejected"]
     assert final["duplicates"] == 0
     assert copies >= counts["rejected"]  # at least once; a retried batch may repeat some
-
-
-async def count_records(bootstrap: str, topic: str) -> int:
-    """Records in ``topic``, read from the beginning until a second passes with none
-    (Tansu's end offsets can stop at its last batch's first offset)."""
-    consumer = AIOKafkaConsumer(
-        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=None
-    )
-    await consumer.start()
-    try:
-        count = 0
-        while batch := await consumer.getmany(timeout_ms=1000):
-            count += sum(len(records) for records in batch.values())
-        return count
-    finally:
-        await consumer.stop()
 
 
 async def test_a_missing_segment_topic_fails_its_campaign_and_the_others_go_on(

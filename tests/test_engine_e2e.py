@@ -7,8 +7,6 @@ import asyncio
 import json
 from pathlib import Path
 
-from aiokafka import AIOKafkaConsumer
-
 from smsblast.msisdn import normalize_msisdn
 from smsblast.optout import OptOutList
 from smsblast.segments import produce, synthetic_recipients
@@ -17,6 +15,7 @@ from tests.engine_stack import (
     PREFIXES,
     RouteSpec,
     campaign,
+    dead_letters,
     engine_config,
     make_engine,
     simulator_process,
@@ -50,23 +49,6 @@ ROUTES = [
 DEAD = RouteSpec("smartfren", PREFIXES["smartfren"], tps=100, port=1)
 MIX = {"telkomsel": 0.5, "indosat": 0.3, "xl": 0.19, "smartfren": 0.01}
 BAD = [b"not json", b"{}", b'{"msisdn": "021-555-1234"}', b'{"msisdn": "0812", "x": 1}', b""]
-
-
-async def dead_letters(bootstrap: str, topic: str, expect: int) -> list[dict[str, object]]:
-    consumer = AIOKafkaConsumer(
-        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=None
-    )
-    await consumer.start()
-    out: list[dict[str, object]] = []
-    try:
-        for _ in range(50):
-            for records in (await consumer.getmany(timeout_ms=200)).values():
-                out += [json.loads(r.value) for r in records if r.value]
-            if len(out) >= expect:
-                break
-    finally:
-        await consumer.stop()
-    return out
 
 
 async def test_fifty_thousand_recipients_three_routes_exactly_once(
