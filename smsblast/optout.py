@@ -67,6 +67,9 @@ class OptOutList:
             :data:`MAX_REJECTED_KEPT`); topic records with a bad key are logged instead.
         rejected_count: how many lines or records were rejected in all.
         applied: topic records applied so far (by :func:`load_topic` and :meth:`follow`).
+        version: grows whenever a number is added, so a holder of recipients checked
+            earlier knows when to check them again (the engine's armer, before it sends
+            a recipient that waited in memory).
     """
 
     def __init__(self, numbers: Iterable[str | int] = ()) -> None:
@@ -78,6 +81,7 @@ class OptOutList:
         self._topic: str | None = None
         self._offsets: dict[int, int] = {}  # partition -> next offset to apply
         self._fixed: set[int] = set()  # merged from a file: nothing on the topic removes them
+        self.version = 0
 
     def __contains__(self, msisdn: object) -> bool:
         """True if ``msisdn`` (a string in any spelling, or the normalised int) opted out.
@@ -112,6 +116,7 @@ class OptOutList:
     def add(self, msisdn: str | int) -> None:
         """Record an opt-out. Raises InvalidMsisdn."""
         self._numbers.add(_as_int(msisdn))
+        self.version += 1
 
     def remove(self, msisdn: str | int) -> None:
         """Remove an opt-out (the number opted back in).
@@ -132,6 +137,7 @@ class OptOutList:
         number the file lists."""
         self._fixed |= other._numbers
         self._fixed |= other._fixed
+        self.version += 1
 
     def apply(self, key: bytes | None, value: bytes | None) -> bool:
         """Apply one opt-out topic record; False (and nothing changed) if the key is bad."""
@@ -143,6 +149,7 @@ class OptOutList:
             return False
         if value:
             self._numbers.add(number)
+            self.version += 1
         else:
             self._numbers.discard(number)  # a number from a file stays in ``_fixed``
         self.applied += 1

@@ -661,7 +661,7 @@ def msisdns(queue: Any) -> list[str]:
     return [item.job.msisdn for item in queue]
 
 
-async def never_armed(batch: list[WorkItem]) -> None:
+async def never_armed(batch: list[WorkItem]) -> list[WorkItem]:
     raise AssertionError("not expected to arm")
 
 
@@ -715,12 +715,13 @@ async def test_a_gate_closing_while_the_ledger_marks_holds_that_batch() -> None:
     run = FakeRun()
     calls: list[list[str]] = []
 
-    async def arm(batch: list[WorkItem]) -> None:
+    async def arm(batch: list[WorkItem]) -> list[WorkItem]:
         calls.append(msisdns(batch))
         for item in batch:
             item.job.armed = True
         pool.set_gate(run, False)  # the operator pauses during the ledger write
         await asyncio.sleep(0)
+        return batch
 
     pool = RoutePool("r", 100, lambda *_: None, arm)
     queued = items(run, 3)

@@ -12,11 +12,24 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
+
 from smsblast.ledger import SqliteLedger
 from smsblast.msisdn import normalize_msisdn
+from smsblast.optout import OptOutList
 from smsblast.segments import produce, synthetic_recipients
+from smsblast.simulator import Simulator
 from tests.conftest import TopicFactory
-from tests.engine_stack import SimulatorProcess, simulator_process, simulator_profile
+from tests.engine_stack import (
+    RouteSpec,
+    SimulatorProcess,
+    campaign,
+    engine_config,
+    fill,
+    make_engine,
+    simulator_process,
+    simulator_profile,
+)
 from tests.test_engine_crash import (
     MIX,
     RECIPIENTS,
@@ -46,7 +59,7 @@ def numbers_of(records: list[tuple[bytes | None, bytes]]) -> list[str]:
     return [normalize_msisdn(json.loads(value)["msisdn"]) for _, value in records]
 
 
-def ledger_states(tmp: Path, msisdns: list[str]) -> set[str]:
+def ledger_states(tmp: Path, msisdns: list[str], recipients: int = RECIPIENTS) -> set[str]:
     """The states the ledger file holds for these numbers (read with sqlite3, read-only)."""
     db = sqlite3.connect(f"file:{tmp / 'ledger.sqlite'}?mode=ro", uri=True)
     try:
@@ -55,7 +68,7 @@ def ledger_states(tmp: Path, msisdns: list[str]) -> set[str]:
         )
     finally:
         db.close()
-    assert len(rows) == RECIPIENTS
+    assert len(rows) == recipients
     return {rows[n] for n in msisdns}
 
 
@@ -118,3 +131,43 @@ async def test_a_refusal_between_two_runs_is_honoured_for_recipients_left_pendin
     assert final["submits_accepted"] == RECIPIENTS - REFUSING and final["duplicates"] == 0
     assert ledger_states(tmp_path, pending) == {"suppressed"}
     assert accounted_for(tmp_path, out)["suppressed"] == REFUSING
+
+
+QUEUED = 1000  # recipients of the in-memory test: 2 s at its route's 500/s
+
+
+@pytest.mark.parametrize("parts", [1, 2])
+async def test_a_refusal_reaches_recipients_already_queued_in_memory(
+    kafka_bootstrap: str, kafka_topic: TopicFactory, tmp_path: Path, parts: int
+) -> None:
+    """Recipients claimed and waiting in their route's queue (not parked) when they opt out
+    are not sent: the armer reads the list again before it marks anyone in flight."""
+    route = RouteSpec("telkomsel", ("811", "812", "813"), tps=500, window=10)
+    topic = await kafka_topic(partitions=1)
+    numbers = [f"62811{i:08d}" for i in range(QUEUED)]
+    await fill(kafka_bootstrap, topic, numbers)
+    late = numbers[-REFUSING:]  # at the back of the queue
+    text = "Jaga Persatuan Indonesia, datang ke TPS dan gunakan hak pilih. " * (2 * parts - 1)
+    optout = OptOutList()
+    async with Simulator(simulator_profile([route])) as smsc:
+        config = engine_config(kafka_bootstrap, smsc.port, [route], str(tmp_path / "ledger.sqlite"))
+        name = f"queued{parts}"  # a group of its own
+        engine, ledger = make_engine(config, [campaign(name, [topic], template=text)], optout)
+        run = asyncio.create_task(engine.run(until_done=True))
+        lanes = engine.pools["telkomsel"].lanes.values()
+        deadline = time.monotonic() + 30
+        while not set(late) <= {item.job.msisdn for lane in lanes for item in lane.queue}:
+            assert time.monotonic() < deadline and not run.done(), "never queued"
+            await asyncio.sleep(0.005)
+        sent_before = smsc.stats()["totals"]["submits_accepted"]
+        for n in late:
+            optout.add(n)
+        await asyncio.wait_for(run, 60)
+        counts = await ledger.counts(name)
+        await ledger.close()
+        totals = smsc.stats()["totals"]
+    assert sent_before < (QUEUED - REFUSING) * parts  # they were refused mid-blast
+    assert totals["submits_accepted"] == (QUEUED - REFUSING) * parts
+    assert totals["duplicates"] == 0
+    assert counts["suppressed"] == REFUSING and counts["delivered"] == QUEUED - REFUSING
+    assert ledger_states(tmp_path, late, QUEUED) == {"suppressed"}

@@ -679,7 +679,16 @@ class CampaignRun:
         key: PartKey | None,
         offset: int,
     ) -> None:
-        job = Job(self, msisdn, route, parts, key, offset, started=time.monotonic())
+        job = Job(
+            self,
+            msisdn,
+            route,
+            parts,
+            key,
+            offset,
+            optout_version=self.engine.optout.version,
+            started=time.monotonic(),
+        )
         self._jobs_seen += 1
         self._parts_seen += len(parts)
         pool = self.engine.pools[route]
@@ -734,10 +743,21 @@ class CampaignRun:
         if job.remaining == 0:
             self._settle(job)
 
+    def refuse(self, job: Job) -> None:
+        """``job`` opted out while it waited in memory, before any of its parts was armed:
+        it is settled SUPPRESSED now, and its parts still queued are dropped when reached."""
+        job.suppressed = True
+        job.error = "opt-out"
+        job.remaining = 0
+        self._m_supp.inc()
+        self._settle(job)
+
     def _park(self, items: list[WorkItem]) -> None:
         """Parts taken back from a dead route's queue: never written, so PENDING."""
         for item in items:
             job = item.job
+            if job.suppressed:
+                continue  # settled already
             job.abandoned = True
             job.remaining -= 1
             if job.remaining == 0:
@@ -759,7 +779,9 @@ class CampaignRun:
                 latencies.clear()
 
     def _settle(self, job: Job) -> None:
-        if job.failed_status is not None:
+        if job.suppressed:
+            state, status = State.SUPPRESSED, None
+        elif job.failed_status is not None:
             state, status = State.FAILED, job.failed_status
         elif job.unknown or (job.abandoned and job.message_ids):
             state, status = State.UNKNOWN, None  # (partly) sent, the rest not: never resend

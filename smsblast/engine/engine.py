@@ -88,16 +88,33 @@ class Engine:
     def _on_outcome(self, worker: BindWorker, item: WorkItem, outcome: SubmitOutcome) -> None:
         item.job.run.on_part_outcome(worker, item, outcome)
 
-    async def _arm(self, items: list[WorkItem]) -> None:
-        """Mark the items' recipients IN_FLIGHT, durably, before any part is written."""
+    async def _arm(self, items: list[WorkItem]) -> list[WorkItem]:
+        """Mark the items' recipients IN_FLIGHT, durably, before any part is written; return
+        the items to send.
+
+        A recipient checked against the opt-out list before the list grew is checked again
+        here, the last moment before it can be sent: one who opted out while waiting in
+        memory is settled SUPPRESSED, and none of its parts is returned."""
+        optout = self.optout
+        version = optout.version
         by_run: dict[str, list[str]] = {}
         jobs = []
+        dropped = refused = 0
         for item in items:
             job = item.job
-            if not job.armed:
-                job.armed = True
-                jobs.append(job)
-                by_run.setdefault(job.run.name, []).append(job.msisdn)
+            if job.armed:
+                continue
+            if job.optout_version != version:
+                if job.suppressed or job.msisdn in optout:
+                    if not job.suppressed:
+                        job.run.refuse(job)
+                        refused += 1
+                    dropped += 1
+                    continue
+                job.optout_version = version
+            job.armed = True
+            jobs.append(job)
+            by_run.setdefault(job.run.name, []).append(job.msisdn)
         try:
             for name, msisdns in by_run.items():
                 await self.ledger.mark(name, msisdns, State.IN_FLIGHT)
@@ -105,6 +122,11 @@ class Engine:
             for job in jobs:
                 job.armed = False
             raise
+        if not dropped:
+            return items
+        if refused:
+            log.info("%d queued recipient(s) opted out meanwhile: not sent", refused)
+        return [item for item in items if not item.job.suppressed]
 
     def _disarm(self, jobs: list[Job]) -> None:
         """Jobs a closed gate took back before any part was written: PENDING again.

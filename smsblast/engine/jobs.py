@@ -30,6 +30,9 @@ class Job:
     unknown: bool = False
     armed: bool = False  # marked IN_FLIGHT in the ledger
     abandoned: bool = False  # a transient failure while shutting down: send after restart
+    #: The opt-out list's version when this recipient was last checked against it.
+    optout_version: int = 0
+    suppressed: bool = False  # opted out while it waited in memory: none of its parts goes
     error: str = ""
     started: float = 0.0
     dest: bytes = b""

@@ -64,7 +64,9 @@ from smsblast.smpp.receipt import IdFormat, id_normalizer
 log = logging.getLogger("smsblast.engine")
 
 OutcomeHandler = Callable[["BindWorker", WorkItem, SubmitOutcome], None]
-Armer = Callable[[list[WorkItem]], Awaitable[None]]  # marks the items' jobs IN_FLIGHT
+#: Marks the items' jobs IN_FLIGHT; returns the items to send (a recipient who opted out
+#: while queued is dropped).
+Armer = Callable[[list[WorkItem]], Awaitable[list[WorkItem]]]
 #: Told of jobs taken back before any of their parts was written (a gate closed): it marks
 #: them PENDING again and clears ``armed``, so a crash while paused does not leave them UNKNOWN.
 Disarmer = Callable[[list[Job]], None]
@@ -427,7 +429,7 @@ class RoutePool:
                     await asyncio.wait_for(self._queued.wait(), wait or 0.05)
                 continue
             try:
-                await self._arm(batch)
+                batch = await self._arm(batch)
             except Exception:
                 log.exception("%s: could not mark recipients in flight; retrying", self.name)
                 for item in reversed(batch):
