@@ -20,6 +20,15 @@ from smsblast.optout import OptOutList
 from smsblast.segments import produce, synthetic_recipients
 from smsblast.simulator import Simulator
 from tests.conftest import TopicFactory
+from tests.engine_process import (
+    MIX,
+    RECIPIENTS,
+    ROUTES,
+    accepted,
+    accounted_for,
+    start_engine,
+    write_files,
+)
 from tests.engine_stack import (
     RouteSpec,
     SimulatorProcess,
@@ -29,15 +38,6 @@ from tests.engine_stack import (
     make_engine,
     simulator_process,
     simulator_profile,
-)
-from tests.test_engine_crash import (
-    MIX,
-    RECIPIENTS,
-    ROUTES,
-    accepted,
-    accounted_for,
-    start_engine,
-    write_files,
 )
 
 REFUSING = 30  # numbers that opt out while the blast runs
