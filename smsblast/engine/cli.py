@@ -25,6 +25,7 @@ from smsblast.config import (
     load_engine_config,
 )
 from smsblast.gctune import tune_for_throughput
+from smsblast.ledger_lock import LedgerInUse, LedgerLock
 from smsblast.logs import register_secret
 
 if TYPE_CHECKING:
@@ -195,6 +196,32 @@ async def run_engine(config: Any, campaigns: list[Any], options: RunOptions) -> 
     """Run ``campaigns`` with the engine as ``smsblast run`` does: opt-out list, metrics
     endpoint, admin API, live progress, SIGTERM/SIGINT draining, one summary line per
     campaign."""
+    try:
+        config.check_secrets()  # fail now, not at the first bind
+    except ConfigError as exc:
+        print(f"smsblast run: configuration error:\n{exc}", file=sys.stderr)
+        return RunResult(EXIT_CONFIG, False)
+    problem = ledger_path_problem(config.ledger.path, create=True)
+    if problem is not None:
+        print(f"smsblast run: configuration error:\nledger.path: {problem}", file=sys.stderr)
+        return RunResult(EXIT_CONFIG, False)
+    lock = LedgerLock(config.ledger.path)
+    try:
+        lock.acquire()
+    except LedgerInUse as exc:
+        print(f"smsblast run: {exc}", file=sys.stderr)
+        return RunResult(EXIT_CONFIG, False)
+    except OSError as exc:
+        print(f"smsblast run: cannot lock the ledger: {lock.path}: {exc.strerror}", file=sys.stderr)
+        return RunResult(EXIT_CONFIG, False)
+    try:
+        return await _run_locked(config, campaigns, options)
+    finally:
+        lock.release()
+
+
+async def _run_locked(config: Any, campaigns: list[Any], options: RunOptions) -> RunResult:
+    """:func:`run_engine` once this process holds the ledger's lock."""
     import sqlite3
 
     from aiokafka.errors import KafkaError
@@ -207,15 +234,6 @@ async def run_engine(config: Any, campaigns: list[Any], options: RunOptions) -> 
     from smsblast.optout import OptOutList, TopicNotFound, keep_following, load_file
     from smsblast.progress import show
 
-    try:
-        config.check_secrets()  # fail now, not at the first bind
-    except ConfigError as exc:
-        print(f"smsblast run: configuration error:\n{exc}", file=sys.stderr)
-        return RunResult(EXIT_CONFIG, False)
-    problem = ledger_path_problem(config.ledger.path, create=True)
-    if problem is not None:
-        print(f"smsblast run: configuration error:\nledger.path: {problem}", file=sys.stderr)
-        return RunResult(EXIT_CONFIG, False)
     register_secrets(config)
     optout = OptOutList()
     if config.optout.file:
