@@ -39,7 +39,7 @@ from tests.engine_stack import (
 DOWN_FOR = 3.0  # seconds Kafka refuses connections at the start
 DEAD_LETTER_RECIPIENTS = 5000
 FULL_DISK_RECIPIENTS = 8000  # a 1 MB disk fills a few thousand in
-HUNG_FOR = 8.0  # seconds the broker hangs mid-blast (longer than the 6 s group session)
+HUNG_FOR = 8.0  # seconds the broker hangs mid-blast (longer than the group session)
 
 
 async def start_until_a_third_sent(cmd: list[str], smsc: SimulatorProcess) -> subprocess.Popen[str]:
