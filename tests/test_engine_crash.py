@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+from aiokafka import AIOKafkaConsumer
+from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 
 from smsblast.broker import EmbeddedBroker, free_port
 from smsblast.ledger import SqliteLedger
@@ -30,6 +32,7 @@ from tests.engine_process import (
     write_files,
 )
 from tests.engine_stack import (
+    SESSION_TIMEOUT_MS,
     SimulatorProcess,
     dead_letters,
     simulator_process,
@@ -353,6 +356,47 @@ async def test_a_missing_segment_topic_fails_its_campaign_and_the_others_go_on(
         assert [c.name for c in ledger.campaigns()] == ["crash"]
     finally:
         ledger.close()
+
+
+async def test_a_group_kafka_refuses_fails_its_campaign_and_the_others_go_on(
+    kafka_bootstrap: str, kafka_topic: TopicFactory, tmp_path: Path
+) -> None:
+    """Another program already consumes in the campaign's group with another assignor:
+    Kafka refuses the engine's join (InconsistentGroupProtocolError, which aiokafka does not
+    retry). That campaign stops with the reason and nothing of it is sent; the other one
+    sends everyone; the exit code says it was incomplete."""
+    blocked = await kafka_topic(partitions=3)
+    topic = await kafka_topic(partitions=3)
+    await produce(kafka_bootstrap, blocked, list(synthetic_recipients(2000, MIX, seed=41)))
+    await produce(kafka_bootstrap, topic, list(synthetic_recipients(3000, MIX, seed=43)))
+    squatter = AIOKafkaConsumer(
+        blocked,
+        bootstrap_servers=kafka_bootstrap,
+        group_id="smsblast.crash",
+        partition_assignment_strategy=(RangePartitionAssignor,),
+        session_timeout_ms=SESSION_TIMEOUT_MS,
+        heartbeat_interval_ms=SESSION_TIMEOUT_MS // 3,
+    )
+    await squatter.start()  # joined: it holds every partition
+    try:
+        with simulator_process(simulator_profile(ROUTES), str(tmp_path)) as smsc:
+            cmd = write_files(
+                tmp_path,
+                kafka_bootstrap,
+                smsc.port,
+                blocked,
+                "skip",
+                more_segments={"other": topic},
+            )
+            engine = start_engine(cmd)
+            out, _ = await asyncio.to_thread(engine.communicate, timeout=120)
+            final = smsc.stats()["totals"]
+    finally:
+        await squatter.stop()
+    assert engine.returncode == 1, out
+    assert "campaign crash: failed: InconsistentGroupProtocolError" in out, out
+    assert "campaign other: 3,000 recipient(s): delivered 3,000" in out, out
+    assert final["submits_accepted"] == 3000 and final["duplicates"] == 0
 
 
 @pytest.mark.parametrize("waiting_for", ["kafka", "start_at"])

@@ -74,7 +74,7 @@ from smsblast.config import Campaign, SmscConfig
 from smsblast.engine.jobs import Job, WorkItem
 from smsblast.engine.offsets import OffsetTracker
 from smsblast.engine.planner import aim, plan_route, remaining_recipients
-from smsblast.engine.reconnect import describe, until_reachable
+from smsblast.engine.reconnect import describe, transient, until_reachable
 from smsblast.engine.snapshot import SegmentNotFound, segment_end_offsets
 from smsblast.ledger import Claim, Control, Outcome, PendingRow, State
 from smsblast.render import MissingField
@@ -389,6 +389,16 @@ class CampaignRun:
         log.error("%s: cannot start: %s", self.name, reason)
         self._set_state("failed")
 
+    def _fail_reading(self, reason: str) -> None:
+        """Kafka refused to go on serving the campaign's group (a fatal error aiokafka does
+        not retry: the group's protocol, authorisation, the session timeout): stop reading,
+        as a SIGTERM would for this campaign alone. What is in flight settles; the rest
+        stays PENDING for the next run; the other campaigns go on."""
+        self.failure = reason
+        log.error("%s: stopped reading: %s", self.name, reason)
+        self._set_state("failed")
+        self.stop()
+
     def _set_state(self, state: str) -> None:
         self.state = state
         for name in STATES:
@@ -484,7 +494,16 @@ class CampaignRun:
                     self._room.clear()
                     await self._room.wait()
                     continue
-                batch = await consumer.getmany(timeout_ms=100, max_records=min(READ_BATCH, cap))
+                try:
+                    batch = await consumer.getmany(timeout_ms=100, max_records=min(READ_BATCH, cap))
+                except KafkaError as exc:  # aiokafka retries the transient ones itself
+                    if not transient(exc):
+                        self._fail_reading(describe(exc))
+                        return
+                    log.warning("%s: reading: %s; retrying", self.name, describe(exc))
+                    m.KAFKA_UNREACHABLE.labels(self.name).inc()
+                    await asyncio.sleep(1.0)
+                    continue
                 if batch:
                     prepared = self._prepare(consumer, batch)
                     if recording is not None:

@@ -329,6 +329,9 @@ async def _run_locked(config: Any, campaigns: list[Any], options: RunOptions) ->
                 continue
             counts = await ledger.counts(run.name)
             print(format_summary(run.name, counts, dict(run.stats)))
+            if run.failure is not None:
+                print(f"campaign {run.name}: failed: {run.failure}")
+                complete = False
             if counts.get("in_flight"):
                 complete = False  # uncertain: it would be UNKNOWN after a restart
             elif not stopped and (counts.get("pending") or not run.completed):
