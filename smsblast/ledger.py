@@ -88,6 +88,7 @@ __all__ = [
     "SqliteLedger",
     "State",
     "Timeline",
+    "ledger_file_problem",
 ]
 
 
@@ -394,6 +395,30 @@ def _route_counts(routes: Counter[str | None], code: int) -> Counter[tuple[str, 
 
 def _json(values: Iterable[str] | Iterable[int]) -> str:
     return json.dumps(list(values), ensure_ascii=False)
+
+
+def ledger_file_problem(path: str) -> str | None:
+    """Why the existing file at ``path`` is not a ledger this code can use (``None``: it is
+    one, or it is empty). Reads only; checked before anything starts, so a wrong
+    ``ledger.path`` (a corrupt file, another program's SQLite database, a ledger of a newer
+    smsblast) is named as such instead of failing in the ledger's process."""
+    try:
+        conn = sqlite3.connect(path)
+        try:
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            tables = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+        finally:
+            conn.close()
+    except sqlite3.DatabaseError as exc:
+        return f"{path} is not an smsblast ledger (SQLite: {exc})"
+    if version > SCHEMA_VERSION:
+        return (
+            f"{path}: ledger schema version {version} is newer than this smsblast's "
+            f"({SCHEMA_VERSION}): run the smsblast that wrote it, or a newer one"
+        )
+    if version == 0 and tables:
+        return f"{path} is an SQLite database, but not an smsblast ledger (no schema version)"
+    return None
 
 
 class SqliteLedger:
@@ -1297,7 +1322,9 @@ class ThreadBackend:
 
     def _on_thread(self, name: str, args: tuple[Any, ...]) -> Any:
         if self._ledger is None:
-            raise LedgerError("the ledger failed to open") from self._open_error
+            error = self._open_error
+            why = f": {type(error).__name__}: {error}" if error is not None else ""
+            raise LedgerError(f"the ledger failed to open{why}") from error
         return getattr(self._ledger, name)(*args)
 
     async def call(self, name: str, args: tuple[Any, ...]) -> Any:

@@ -244,7 +244,7 @@ class ProcessBackend:
     def _on_opened(self, opened: asyncio.Future[Any]) -> None:
         exc = None if opened.cancelled() else opened.exception()
         if exc is not None:
-            self._gone = LedgerError("the ledger failed to open")
+            self._gone = LedgerError(f"the ledger failed to open: {type(exc).__name__}: {exc}")
             self._gone.__cause__ = exc
 
     def failure(self) -> asyncio.Future[LedgerError]:

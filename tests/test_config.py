@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import sqlite3
 import ssl
 from collections.abc import Callable
 from datetime import timedelta
@@ -799,3 +800,48 @@ def test_run_and_report_refuse_a_ledger_they_cannot_open(
     assert main(["report", "jaga-persatuan", "--config", str(config)]) == 2
     assert f"smsblast report: ledger.path: no ledger at {ledger}" in capsys.readouterr().err
     assert not ledger.parent.exists()  # nothing was created
+
+
+@pytest.mark.parametrize(
+    ("content", "why"),
+    [
+        ("garbage", "is not an smsblast ledger (SQLite: file is not a database)"),
+        ("foreign", "is an SQLite database, but not an smsblast ledger (no schema version)"),
+        ("newer", "ledger schema version 99 is newer than this smsblast's"),
+    ],
+)
+def test_run_and_report_refuse_a_file_that_is_not_their_ledger(
+    write: Writer,
+    engine_data: dict[str, Any],
+    campaign_data: dict[str, Any],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    content: str,
+    why: str,
+) -> None:
+    """A ledger.path pointing at a corrupt file, another program's SQLite database or a
+    ledger of a newer smsblast: exit 2 naming the file and the reason, and the file is left
+    as it was (run said "the ledger failed to open" with exit 3 and the advice to free disk
+    space; report showed SQLite's traceback; a foreign database got the ledger's tables)."""
+    monkeypatch.setenv("TEST_TSEL_PASSWORD", "pw")
+    monkeypatch.setenv("TEST_ISAT", "pw")
+    ledger = tmp_path / "ledger.sqlite"
+    if content == "garbage":
+        ledger.write_bytes(bytes(range(256)) * 20)
+    else:
+        db = sqlite3.connect(ledger)
+        if content == "foreign":
+            db.execute("CREATE TABLE dashboards (id INTEGER PRIMARY KEY, title TEXT)")
+        else:
+            db.execute("PRAGMA user_version = 99")
+        db.commit()
+        db.close()
+    before = ledger.read_bytes()
+    config = write({**engine_data, "ledger": {"path": str(ledger)}})
+    campaigns = write({"campaigns": [campaign_data]})
+    assert main(["run", "--config", str(config), "--campaigns", str(campaigns)]) == 2
+    assert f"ledger.path: {ledger}" in (err := capsys.readouterr().err) and why in err
+    assert main(["report", "jaga-persatuan", "--config", str(config)]) == 2
+    assert f"ledger.path: {ledger}" in (err := capsys.readouterr().err) and why in err
+    assert ledger.read_bytes() == before

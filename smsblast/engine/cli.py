@@ -377,7 +377,8 @@ async def _load_optout_topic(config: EngineConfig) -> OptOutList | None:
 def ledger_path_problem(path: str, *, create: bool) -> str | None:
     """What stops the ledger file at ``path`` from being opened (``None``: nothing seen):
     a missing or read-only directory when the file must be created (``create``), a
-    missing file when it must not, an unreadable or read-only file. Checked before
+    missing file when it must not, an unreadable or read-only file, a file that is not a
+    ledger (:func:`smsblast.ledger.ledger_file_problem`). Checked before
     anything starts, so the error names the path instead of SQLite's "unable to open
     database file"."""
     if path == ":memory:":
@@ -389,6 +390,11 @@ def ledger_path_problem(path: str, *, create: bool) -> str | None:
             return f"{path} is a directory, not a ledger file"
         if not os.access(file, os.R_OK | os.W_OK):
             return f"{path}: no permission to read and write it"
+        from smsblast.ledger import ledger_file_problem
+
+        problem = ledger_file_problem(path)
+        if problem is not None:
+            return problem
     elif not create:
         return f"no ledger at {path} (no campaign has run with this configuration)"
     elif not folder.is_dir():
