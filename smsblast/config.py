@@ -864,6 +864,8 @@ class Campaign(_Model):
     @classmethod
     def _check_template(cls, text: str, info: ValidationInfo) -> str:
         template = compile_template(text)  # TemplateError is a ValueError: reported here
+        if template.is_static and not text.strip():
+            raise ValueError("the template is blank: every recipient would get an empty SMS")
         encoding = info.data.get("encoding")
         concat = info.data.get("concat")
         max_parts = info.data.get("max_parts")

@@ -52,6 +52,10 @@ __all__ = [
 _PARTS_CACHE_MAX: Final = 4096
 
 
+class _BlankText(Exception):
+    """The template's fields rendered to a blank text (the engine rejects it: empty_text)."""
+
+
 # --- counting ------------------------------------------------------------------------------
 
 
@@ -130,6 +134,8 @@ class RecipientCounter:
         if self._static_parts is not None:
             return self._static_parts
         text = self._campaign.compiled.render(fields, self._campaign.on_missing_field)
+        if not text.strip():
+            raise _BlankText
         cached = self._cache.get(text)
         if cached is None:
             cached = self._count(text)
@@ -159,6 +165,8 @@ class RecipientCounter:
             parts = self._parts_for(recipient.fields)
         except MissingField:
             reason = "missing_field"
+        except _BlankText:
+            reason = "empty_text"
         except TextEncodingError:
             reason = "unencodable_text"
         except ValueError:

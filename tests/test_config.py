@@ -656,6 +656,15 @@ def test_validity_period_relative_format(
     assert len(period) == 16
 
 
+@pytest.mark.parametrize("blank", ["", "   ", "\n\t "])
+def test_a_blank_template_is_refused(
+    write: Writer, campaign_data: dict[str, Any], blank: str
+) -> None:
+    campaign_data["template"] = blank
+    problem = problem_at(campaign_errors(write, [campaign_data]), "campaigns.0.template")
+    assert "the template is blank: every recipient would get an empty SMS" in problem
+
+
 def test_static_template_longer_than_max_parts(campaign_data: dict[str, Any]) -> None:
     campaign_data.update(template="x" * 161, max_parts=1)
     with pytest.raises(ValueError, match="needs 2 parts"):

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 from smsblast.metrics import REGISTRY
+from smsblast.segments import encode_record, produce
 from smsblast.simulator import Simulator
 from tests.conftest import TopicFactory
 from tests.engine_stack import (
     RouteSpec,
     campaign,
+    dead_letters,
     engine_config,
     fill,
     make_engine,
@@ -73,3 +76,31 @@ def sample(name: str, **labels: str) -> float:
     value = REGISTRY.get_sample_value(name, labels)
     assert value is not None, f"no sample {name}{labels}"
     return value
+
+
+async def test_a_message_whose_fields_are_all_blank_is_dead_lettered_not_sent(
+    kafka_bootstrap: str, kafka_topic: TopicFactory, tmp_path: Path
+) -> None:
+    """A template made of fields (``{pesan}``): a record whose field is empty or blank
+    renders to nothing, and is rejected as ``empty_text`` instead of sending a blank SMS."""
+    topic = await kafka_topic(partitions=1)
+    route = ROUTES[0]
+    good = [(f"62811{i:08d}", "Jaga Persatuan Indonesia") for i in range(20)]
+    blank = [("6281100000100", ""), ("6281100000101", "   "), ("6281100000102", None)]
+    records: list[tuple[bytes | None, bytes | None]] = [
+        (n.encode(), encode_record({"msisdn": n} | ({} if text is None else {"pesan": text})))
+        for n, text in good + blank
+    ]
+    await produce(kafka_bootstrap, topic, records)
+    async with Simulator(simulator_profile([route])) as smsc:
+        config = engine_config(kafka_bootstrap, smsc.port, [route], str(tmp_path / "l.sqlite"))
+        blast = campaign("blank", [topic], template="{pesan}", on_missing_field="empty")
+        engine, ledger = make_engine(config, [blast])
+        await asyncio.wait_for(engine.run(until_done=True), 60)
+        counts = await ledger.counts("blank")
+        await ledger.close()
+        accepted = smsc.stats()["totals"]["submits_accepted"]
+    assert accepted == len(good)
+    assert counts["rejected"] == len(blank) and counts["delivered"] == len(good)
+    letters = await dead_letters(kafka_bootstrap, "blank.rejected", len(blank))
+    assert [d["reason"] for d in letters] == ["empty_text"] * len(blank)

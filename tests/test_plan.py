@@ -117,6 +117,17 @@ def test_counter_counts_parts_of_rendered_texts() -> None:
     assert counts.duplicates == 1
 
 
+def test_counter_rejects_texts_whose_fields_are_all_blank_as_the_engine_does() -> None:
+    c = campaign(template="{pesan}", on_missing_field="empty")
+    counter = RecipientCounter(CONFIG, c, OptOutList())
+    counter.add(record("081200000001", pesan="Jaga Persatuan Indonesia"))
+    counter.add(record("081200000002", pesan="  "))
+    counter.add(record("081200000003"))  # missing: empty under on_missing_field=empty
+    counts = counter.result()
+    assert counts.routes == {"telkomsel": RouteCount(1, 1)}
+    assert counts.rejected == {"empty_text": 2}
+
+
 def test_counter_unicode_text_needs_more_parts() -> None:
     c = campaign(template="{text}", max_parts=5)
     counter = RecipientCounter(CONFIG, c, OptOutList())

@@ -593,7 +593,10 @@ class CampaignRun:
                 else:
                     try:
                         text = template.render(recipient.fields, on_missing)
-                        parts = self._split(text)
+                        if store_text and not text.strip():  # its fields were all blank
+                            reason = "empty_text"
+                        else:
+                            parts = self._split(text)
                     except MissingField as exc:
                         reason = f"missing_field:{exc}"
                     except TooManyPartsError:
