@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from smsblast.simulator.dedup import Hash64Set
+from smsblast.intset import IntSet
+from smsblast.simulator.dedup import fingerprint_set
 from smsblast.simulator.window import SlidingWindow
 from smsblast.smpp.constants import status_name
 from smsblast.smpp.receipt import ReceiptState, stat_text
@@ -186,8 +187,8 @@ class AccountStats:
         self.receipts_dropped = 0
         self.receipts_stray = 0
         self.window = SlidingWindow(1.0)
-        self.messages: Hash64Set | None = Hash64Set() if dedup else None
-        self.destinations: Hash64Set | None = Hash64Set() if dedup else None
+        self.messages: IntSet | None = fingerprint_set() if dedup else None
+        self.destinations: IntSet | None = fingerprint_set() if dedup else None
         self.duplicates = 0
 
     def all_binds(self) -> list[BindStats]:
