@@ -118,8 +118,8 @@ class OptOutList:
 
     def add(self, msisdn: str | int) -> None:
         """Record an opt-out. Raises InvalidMsisdn."""
-        self._numbers.add(_as_int(msisdn))
-        self.version += 1
+        if self._numbers.add(_as_int(msisdn)):
+            self.version += 1
 
     def remove(self, msisdn: str | int) -> None:
         """Remove an opt-out (the number opted back in).
@@ -158,8 +158,8 @@ class OptOutList:
         except (UnicodeDecodeError, InvalidMsisdn):
             return False
         if value:
-            self._numbers.add(number)
-            self.version += 1
+            if self._numbers.add(number):
+                self.version += 1
         else:
             self._drop(number)
         self.applied += 1

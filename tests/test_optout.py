@@ -31,6 +31,24 @@ def test_lookup_by_any_spelling_of_the_number() -> None:
     assert list(optout) == [A]
 
 
+def test_version_grows_only_when_a_number_is_added() -> None:
+    """The engine's armer checks queued recipients again only after the version moved."""
+    optout = OptOutList([A])
+    start = optout.version
+    optout.add(A)  # already there
+    optout.discard(A)
+    optout.discard(B)
+    assert optout.apply(B.encode(), None)  # a tombstone
+    assert optout.version == start
+    optout.add(B)
+    assert optout.version == start + 1
+    assert optout.apply(C.encode(), b"STOP")
+    assert not optout.apply(b"not a number", b"STOP")
+    assert optout.version == start + 2
+    optout.merge(OptOutList([D]))
+    assert optout.version == start + 3 and D in optout
+
+
 def test_add_remove_discard() -> None:
     optout = OptOutList()
     optout.add("0857-1234-5678")
