@@ -104,3 +104,22 @@ async def test_a_message_whose_fields_are_all_blank_is_dead_lettered_not_sent(
     assert counts["rejected"] == len(blank) and counts["delivered"] == len(good)
     letters = await dead_letters(kafka_bootstrap, "blank.rejected", len(blank))
     assert [d["reason"] for d in letters] == ["empty_text"] * len(blank)
+
+
+async def test_a_failed_campaign_tells_why_in_its_status(
+    kafka_bootstrap: str, kafka_topic: TopicFactory, tmp_path: Path
+) -> None:
+    """What the admin API and `smsblast ctl` show of a campaign that could not start."""
+    topic = await kafka_topic(partitions=1)
+    await fill(kafka_bootstrap, topic, ["6281100000001"])
+    route = ROUTES[0]
+    async with Simulator(simulator_profile([route])) as smsc:
+        config = engine_config(kafka_bootstrap, smsc.port, [route], str(tmp_path / "l.sqlite"))
+        campaigns = [campaign("typo", ["no-such-topic"]), campaign("fine", [topic])]
+        engine, ledger = make_engine(config, campaigns)
+        await asyncio.wait_for(engine.run(until_done=True), 60)
+        await ledger.close()
+        status = engine.status()
+    assert status["typo"]["state"] == "failed"
+    assert status["typo"]["failure"] == "SegmentNotFound: segment topic 'no-such-topic' not found"
+    assert status["fine"]["state"] == "done" and status["fine"]["failure"] is None

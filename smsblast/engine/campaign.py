@@ -460,6 +460,7 @@ class CampaignRun:
         return {
             "campaign": self.name,
             "state": self.state,
+            "failure": self.failure,  # why, when the state is failed
             "control": self.control.value,
             "start_at": self.start_at,
             "deadline": self.deadline,
