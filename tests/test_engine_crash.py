@@ -367,12 +367,13 @@ async def test_a_group_kafka_refuses_fails_its_campaign_and_the_others_go_on(
     sends everyone; the exit code says it was incomplete."""
     blocked = await kafka_topic(partitions=3)
     topic = await kafka_topic(partitions=3)
+    name = f"squatted-{blocked}"  # a group of its own: the broker outlives every test's
     await produce(kafka_bootstrap, blocked, list(synthetic_recipients(2000, MIX, seed=41)))
     await produce(kafka_bootstrap, topic, list(synthetic_recipients(3000, MIX, seed=43)))
     squatter = AIOKafkaConsumer(
         blocked,
         bootstrap_servers=kafka_bootstrap,
-        group_id="smsblast.crash",
+        group_id=f"smsblast.{name}",
         partition_assignment_strategy=(RangePartitionAssignor,),
         session_timeout_ms=SESSION_TIMEOUT_MS,
         heartbeat_interval_ms=SESSION_TIMEOUT_MS // 3,
@@ -381,12 +382,7 @@ async def test_a_group_kafka_refuses_fails_its_campaign_and_the_others_go_on(
     try:
         with simulator_process(simulator_profile(ROUTES), str(tmp_path)) as smsc:
             cmd = write_files(
-                tmp_path,
-                kafka_bootstrap,
-                smsc.port,
-                blocked,
-                "skip",
-                more_segments={"other": topic},
+                tmp_path, kafka_bootstrap, smsc.port, topic, "skip", more_segments={name: blocked}
             )
             engine = start_engine(cmd)
             out, _ = await asyncio.to_thread(engine.communicate, timeout=120)
@@ -394,8 +390,8 @@ async def test_a_group_kafka_refuses_fails_its_campaign_and_the_others_go_on(
     finally:
         await squatter.stop()
     assert engine.returncode == 1, out
-    assert "campaign crash: failed: InconsistentGroupProtocolError" in out, out
-    assert "campaign other: 3,000 recipient(s): delivered 3,000" in out, out
+    assert f"campaign {name}: failed: InconsistentGroupProtocolError" in out, out
+    assert "campaign crash: 3,000 recipient(s): delivered 3,000" in out, out
     assert final["submits_accepted"] == 3000 and final["duplicates"] == 0
 
 
