@@ -57,6 +57,7 @@ class IntSet:
 
     def add(self, value: int) -> bool:
         """Add ``value``; True if it was not there yet."""
+        # _check, inlined: the simulator adds two values a message
         if type(value) is not int or not 0 <= value < _TOP:
             raise ValueError(f"not an int in [0, 2**64): {value!r}")
         index = value & self._mask

@@ -69,22 +69,20 @@ class OptOutList:
             :data:`MAX_REJECTED_KEPT`); topic records with a bad key are logged instead.
         rejected_count: how many lines or records were rejected in all.
         applied: topic records applied so far (by :func:`load_topic` and :meth:`follow`).
-        version: grows whenever a number is added, so a holder of recipients checked
-            earlier knows when to check them again (the engine's armer, before it sends
-            a recipient that waited in memory).
+        version: grows whenever a number not in the list is added, so a holder of
+            recipients checked earlier knows when to check them again (the engine's armer,
+            before it sends a recipient that waited in memory).
     """
 
     def __init__(self, numbers: Iterable[str | int] = ()) -> None:
         """Raises InvalidMsisdn if one of ``numbers`` is not a mobile number."""
-        #: Every opted-out number (what lookups read), and those merged from a file, which
-        #: nothing on the topic removes (stored in both).
-        self._numbers = IntSet(_as_int(n) for n in numbers)
+        self._numbers = IntSet(_as_int(n) for n in numbers)  # every one: what lookups read
         self.rejected: list[tuple[int, str]] = []
         self.rejected_count = 0
         self.applied = 0
         self._topic: str | None = None
         self._offsets: dict[int, int] = {}  # partition -> next offset to apply
-        self._fixed = IntSet()
+        self._fixed = IntSet()  # merged from a file (also in _numbers): the topic keeps them
         self.version = 0
 
     def __contains__(self, msisdn: object) -> bool:
