@@ -5,11 +5,15 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+from aiokafka import AIOKafkaConsumer
+from aiokafka.coordinator.assignors.range import RangePartitionAssignor
+
 from smsblast.metrics import REGISTRY
 from smsblast.segments import encode_record, produce
 from smsblast.simulator import Simulator
 from tests.conftest import TopicFactory
 from tests.engine_stack import (
+    SESSION_TIMEOUT_MS,
     RouteSpec,
     campaign,
     dead_letters,
@@ -109,17 +113,54 @@ async def test_a_message_whose_fields_are_all_blank_is_dead_lettered_not_sent(
 async def test_a_failed_campaign_tells_why_in_its_status(
     kafka_bootstrap: str, kafka_topic: TopicFactory, tmp_path: Path
 ) -> None:
-    """What the admin API and `smsblast ctl` show of a campaign that could not start."""
+    """What the admin API and `smsblast ctl` show of a campaign that could not start, and of
+    one whose consumer group Kafka refused (another consumer holds it with another assignor)."""
     topic = await kafka_topic(partitions=1)
     await fill(kafka_bootstrap, topic, ["6281100000001"])
+    squatted = f"squatted-{topic}"  # a group of its own
+    squatter = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=kafka_bootstrap,
+        group_id=f"smsblast.{squatted}",
+        partition_assignment_strategy=(RangePartitionAssignor,),
+        session_timeout_ms=SESSION_TIMEOUT_MS,
+        heartbeat_interval_ms=SESSION_TIMEOUT_MS // 3,
+    )
+    await squatter.start()
     route = ROUTES[0]
-    async with Simulator(simulator_profile([route])) as smsc:
-        config = engine_config(kafka_bootstrap, smsc.port, [route], str(tmp_path / "l.sqlite"))
-        campaigns = [campaign("typo", ["no-such-topic"]), campaign("fine", [topic])]
-        engine, ledger = make_engine(config, campaigns)
-        await asyncio.wait_for(engine.run(until_done=True), 60)
-        await ledger.close()
-        status = engine.status()
+    try:
+        async with Simulator(simulator_profile([route])) as smsc:
+            config = engine_config(kafka_bootstrap, smsc.port, [route], str(tmp_path / "l.sqlite"))
+            campaigns = [
+                campaign("typo", ["no-such-topic"]),
+                campaign(squatted, [topic]),
+                campaign("fine", [topic]),
+            ]
+            engine, ledger = make_engine(config, campaigns)
+            await asyncio.wait_for(engine.run(until_done=True), 60)
+            await ledger.close()
+            status = engine.status()
+    finally:
+        await squatter.stop()
     assert status["typo"]["state"] == "failed"
     assert status["typo"]["failure"] == "SegmentNotFound: segment topic 'no-such-topic' not found"
+    assert status[squatted]["state"] == "failed"
+    assert status[squatted]["failure"].startswith("InconsistentGroupProtocolError")
     assert status["fine"]["state"] == "done" and status["fine"]["failure"] is None
+
+
+async def test_a_campaign_that_failed_mid_run_stays_failed_while_it_drains(
+    tmp_path: Path,
+) -> None:
+    """The planner re-applies the gates every tick while in-flight parts settle; it must not
+    turn a failed campaign back to running (its alert and `ctl status` read that state)."""
+    route = ROUTES[0]
+    config = engine_config("127.0.0.1:9", 9, [route], str(tmp_path / "l.sqlite"))
+    engine, ledger = make_engine(config, [campaign("refused", ["any"])])
+    try:
+        (run,) = engine.runs
+        run._fail_reading("GroupAuthorizationFailedError: smsblast.refused")
+        run._apply_gates()  # what the planner does every tick
+        assert engine.status()["refused"]["state"] == "failed"
+    finally:
+        await ledger.close()

@@ -368,7 +368,9 @@ class CampaignRun:
         for pool in self.engine.pools.values():
             if self in pool.lanes:
                 pool.set_gate(self, allowed)
-        if self.control is Control.CANCELLED:
+        if self.failure is not None:
+            state = "failed"  # it stays so while what was in flight settles
+        elif self.control is Control.CANCELLED:
             state = "cancelled"
         elif self.control is Control.PAUSED:
             state = "paused"
