@@ -71,6 +71,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--window", type=int, default=200)
     parser.add_argument("--partitions", type=int, default=4)
     parser.add_argument("--runs", type=int, default=1, help="runs per size; the median is kept")
+    parser.add_argument(
+        "--optout",
+        type=int,
+        default=0,
+        help="an opt-out file of this many numbers for the engine (none of the recipients)",
+    )
     parser.add_argument("--out", default="out", help="results go to OUT/e2e/")
     args = parser.parse_args(argv)
     sizes = [int(x) for x in args.recipients.split(",")]
@@ -81,9 +87,16 @@ def main(argv: list[str] | None = None) -> int:
     for n in sizes:
         mine = []
         for i in range(args.runs):
-            last = run_stack(n, route_list, simulator_profile(route_list), mix=DEFAULT_MIX)
+            last = run_stack(
+                n,
+                route_list,
+                simulator_profile(route_list),
+                mix=DEFAULT_MIX,
+                optout=args.optout,
+            )
             result = summarise(last)
             mine.append(result)
+            result["optout_numbers"] = args.optout
             print(json.dumps({"run": i + 1, **result}), flush=True)
         mine.sort(key=lambda r: r["recipients_per_s"])
         medians.append(mine[len(mine) // 2])

@@ -117,6 +117,14 @@ def engine_config(bootstrap: str, port: int, routes: list[Route], ledger: Path) 
     }
 
 
+def write_optout_file(path: Path, n: int) -> Path:
+    """``n`` distinct numbers under the prefix 0810, which no route of the benchmark has."""
+    with path.open("w") as f:
+        for i in range(n):
+            f.write(f"0810{i:08d}\n")
+    return path
+
+
 def campaign(extra: Mapping[str, Any]) -> dict[str, Any]:
     """The benchmark campaign (one segment topic, a 62-character GSM text), plus ``extra``."""
     return {
@@ -244,15 +252,19 @@ def run_stack(
     mix: Mapping[str, float] | None = None,
     campaign_extra: Callable[[], dict[str, Any]] = dict,
     partitions: int = 4,
+    optout: int = 0,
 ) -> StackRun:
     """Fill a topic with ``n`` recipients, start the simulator with ``profile`` and run the
     engine to completion against it. ``campaign_extra()`` is called just before the engine
-    starts (a deadline is relative to that moment)."""
+    starts (a deadline is relative to that moment). ``optout``: the size of an opt-out file
+    for the engine (numbers no recipient has: it costs memory and lookups, suppresses none)."""
     with tempfile.TemporaryDirectory() as tmp_name, EmbeddedBroker() as broker:
         tmp = Path(tmp_name)
         fill_s = asyncio.run(fill(broker.bootstrap, n, mix or capacity_mix(routes), partitions))
         with simulator_process(profile, tmp_name) as sim:
             config = engine_config(broker.bootstrap, sim.port, routes, tmp / "ledger.sqlite")
+            if optout:
+                config["optout"] = {"file": str(write_optout_file(tmp / "optout.txt", optout))}
             engine = run_engine(tmp, config, [campaign(campaign_extra())])
             sim_stats = sim.stats()
             sim_rss = peak_rss_mb(sim.process.pid)
