@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer
+from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 
 from smsblast.config import Campaign, CampaignsFile, EngineConfig
 from smsblast.engine.engine import Engine
@@ -143,3 +144,20 @@ async def dead_letters(bootstrap: str, topic: str, expect: int) -> list[dict[str
     finally:
         await consumer.stop()
     return out
+
+
+async def squat_group(bootstrap: str, topic: str, campaign_name: str) -> AIOKafkaConsumer:
+    """Another program's consumer in ``campaign_name``'s group (``smsblast.<name>``), joined
+    with the range assignor before the engine: Kafka then refuses the engine's join
+    (InconsistentGroupProtocolError). The caller stops it. Give the campaign a name no other
+    test uses: the session's broker keeps every earlier member of a group."""
+    squatter = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        group_id=f"smsblast.{campaign_name}",
+        partition_assignment_strategy=(RangePartitionAssignor,),
+        session_timeout_ms=SESSION_TIMEOUT_MS,
+        heartbeat_interval_ms=SESSION_TIMEOUT_MS // 3,
+    )
+    await squatter.start()  # joined: it holds every partition
+    return squatter

@@ -13,8 +13,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-from aiokafka import AIOKafkaConsumer
-from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 
 from smsblast.broker import EmbeddedBroker, free_port
 from smsblast.ledger import SqliteLedger
@@ -32,11 +30,11 @@ from tests.engine_process import (
     write_files,
 )
 from tests.engine_stack import (
-    SESSION_TIMEOUT_MS,
     SimulatorProcess,
     dead_letters,
     simulator_process,
     simulator_profile,
+    squat_group,
 )
 
 DOWN_FOR = 3.0  # seconds Kafka refuses connections at the start
@@ -370,15 +368,7 @@ async def test_a_group_kafka_refuses_fails_its_campaign_and_the_others_go_on(
     name = f"squatted-{blocked}"  # a group of its own: the broker outlives every test's
     await produce(kafka_bootstrap, blocked, list(synthetic_recipients(2000, MIX, seed=41)))
     await produce(kafka_bootstrap, topic, list(synthetic_recipients(3000, MIX, seed=43)))
-    squatter = AIOKafkaConsumer(
-        blocked,
-        bootstrap_servers=kafka_bootstrap,
-        group_id=f"smsblast.{name}",
-        partition_assignment_strategy=(RangePartitionAssignor,),
-        session_timeout_ms=SESSION_TIMEOUT_MS,
-        heartbeat_interval_ms=SESSION_TIMEOUT_MS // 3,
-    )
-    await squatter.start()  # joined: it holds every partition
+    squatter = await squat_group(kafka_bootstrap, blocked, name)
     try:
         with simulator_process(simulator_profile(ROUTES), str(tmp_path)) as smsc:
             cmd = write_files(

@@ -5,15 +5,11 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from aiokafka import AIOKafkaConsumer
-from aiokafka.coordinator.assignors.range import RangePartitionAssignor
-
 from smsblast.metrics import REGISTRY
 from smsblast.segments import encode_record, produce
 from smsblast.simulator import Simulator
 from tests.conftest import TopicFactory
 from tests.engine_stack import (
-    SESSION_TIMEOUT_MS,
     RouteSpec,
     campaign,
     dead_letters,
@@ -21,6 +17,7 @@ from tests.engine_stack import (
     fill,
     make_engine,
     simulator_profile,
+    squat_group,
 )
 
 ROUTES = [
@@ -118,15 +115,7 @@ async def test_a_failed_campaign_tells_why_in_its_status(
     topic = await kafka_topic(partitions=1)
     await fill(kafka_bootstrap, topic, ["6281100000001"])
     squatted = f"squatted-{topic}"  # a group of its own
-    squatter = AIOKafkaConsumer(
-        topic,
-        bootstrap_servers=kafka_bootstrap,
-        group_id=f"smsblast.{squatted}",
-        partition_assignment_strategy=(RangePartitionAssignor,),
-        session_timeout_ms=SESSION_TIMEOUT_MS,
-        heartbeat_interval_ms=SESSION_TIMEOUT_MS // 3,
-    )
-    await squatter.start()
+    squatter = await squat_group(kafka_bootstrap, topic, squatted)
     route = ROUTES[0]
     try:
         async with Simulator(simulator_profile([route])) as smsc:
