@@ -104,11 +104,13 @@ class Engine:
             job = item.job
             if job.armed:
                 continue
+            if job.suppressed:  # refused when one of its earlier parts came here
+                dropped += 1
+                continue
             if job.optout_version != version:
-                if job.suppressed or job.msisdn in optout:
-                    if not job.suppressed:
-                        job.run.refuse(job)
-                        refused += 1
+                if job.msisdn in optout:
+                    job.run.refuse(job)
+                    refused += 1
                     dropped += 1
                     continue
                 job.optout_version = version
