@@ -89,6 +89,7 @@ __all__ = [
     "State",
     "Timeline",
     "ledger_file_problem",
+    "open_failed",
 ]
 
 
@@ -205,6 +206,14 @@ class Control(enum.StrEnum):
 
 class LedgerError(Exception):
     """Misuse of the ledger: unknown campaign, bad control value, newer schema."""
+
+
+def open_failed(cause: BaseException | None) -> LedgerError:
+    """The error of a ledger that failed to open (either backend), naming ``cause``."""
+    why = f": {type(cause).__name__}: {cause}" if cause is not None else ""
+    error = LedgerError(f"the ledger failed to open{why}")
+    error.__cause__ = cause
+    return error
 
 
 @dataclass(frozen=True, slots=True)
@@ -1322,9 +1331,7 @@ class ThreadBackend:
 
     def _on_thread(self, name: str, args: tuple[Any, ...]) -> Any:
         if self._ledger is None:
-            error = self._open_error
-            why = f": {type(error).__name__}: {error}" if error is not None else ""
-            raise LedgerError(f"the ledger failed to open{why}") from error
+            raise open_failed(self._open_error)
         return getattr(self._ledger, name)(*args)
 
     async def call(self, name: str, args: tuple[Any, ...]) -> Any:

@@ -45,7 +45,7 @@ from collections.abc import Callable, Sequence
 from typing import IO, Any, Final
 
 from smsblast.gctune import tune_for_throughput
-from smsblast.ledger import Claim, LedgerError, Outcome, ReceiptRow, SqliteLedger
+from smsblast.ledger import Claim, LedgerError, Outcome, ReceiptRow, SqliteLedger, open_failed
 
 __all__ = ["ProcessBackend", "serve"]
 
@@ -244,8 +244,7 @@ class ProcessBackend:
     def _on_opened(self, opened: asyncio.Future[Any]) -> None:
         exc = None if opened.cancelled() else opened.exception()
         if exc is not None:
-            self._gone = LedgerError(f"the ledger failed to open: {type(exc).__name__}: {exc}")
-            self._gone.__cause__ = exc
+            self._gone = open_failed(exc)
 
     def failure(self) -> asyncio.Future[LedgerError]:
         """Resolved with the error when the child stops serving without being closed."""
