@@ -23,15 +23,11 @@ import fcntl
 import os
 import time
 
-__all__ = ["LedgerInUse", "LedgerLock", "lock_path"]
+__all__ = ["LedgerInUse", "LedgerLock"]
 
 
 class LedgerInUse(Exception):
     """Another process holds the ledger's lock."""
-
-
-def lock_path(ledger_path: str) -> str:
-    return f"{ledger_path}.lock"
 
 
 class LedgerLock:
@@ -39,7 +35,7 @@ class LedgerLock:
 
     def __init__(self, ledger_path: str) -> None:
         self.ledger_path = ledger_path
-        self.path = lock_path(ledger_path)
+        self.path = f"{ledger_path}.lock"
         self._fd: int | None = None
 
     def acquire(self) -> LedgerLock:
