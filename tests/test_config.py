@@ -787,26 +787,42 @@ def test_ledger_path_problems_name_the_path(tmp_path: Path) -> None:
     )
 
 
-def test_run_and_report_refuse_a_ledger_they_cannot_open(
+LedgerCommands = Callable[[Path], tuple[list[str], list[str]]]
+
+
+@pytest.fixture
+def ledger_commands(
     write: Writer,
     engine_data: dict[str, Any],
     campaign_data: dict[str, Any],
-    tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
+) -> LedgerCommands:
+    """``commands(ledger)``: the ``smsblast run`` and ``smsblast report`` arguments of a
+    configuration whose ledger.path is ``ledger`` (its SMSC passwords set)."""
+    monkeypatch.setenv("TEST_TSEL_PASSWORD", "pw")
+    monkeypatch.setenv("TEST_ISAT", "pw")
+
+    def commands(ledger: Path) -> tuple[list[str], list[str]]:
+        config = write({**engine_data, "ledger": {"path": str(ledger)}})
+        campaigns = write({"campaigns": [campaign_data]})
+        run = ["run", "--config", str(config), "--campaigns", str(campaigns)]
+        return run, ["report", "jaga-persatuan", "--config", str(config)]
+
+    return commands
+
+
+def test_run_and_report_refuse_a_ledger_they_cannot_open(
+    ledger_commands: LedgerCommands, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Exit 2 with the path and the reason, before any broker or SMSC is contacted (the
     engine said only "the ledger failed to open" with exit 3, and report showed SQLite's
     traceback)."""
-    monkeypatch.setenv("TEST_TSEL_PASSWORD", "pw")
-    monkeypatch.setenv("TEST_ISAT", "pw")
     ledger = tmp_path / "missing" / "ledger.sqlite"
-    config = write({**engine_data, "ledger": {"path": str(ledger)}})
-    campaigns = write({"campaigns": [campaign_data]})
-    assert main(["run", "--config", str(config), "--campaigns", str(campaigns)]) == 2
+    run, report = ledger_commands(ledger)
+    assert main(run) == 2
     err = capsys.readouterr().err
     assert f"ledger.path: {ledger}: the directory {ledger.parent} does not exist" in err
-    assert main(["report", "jaga-persatuan", "--config", str(config)]) == 2
+    assert main(report) == 2
     assert f"smsblast report: ledger.path: no ledger at {ledger}" in capsys.readouterr().err
     assert not ledger.parent.exists()  # nothing was created
 
@@ -820,11 +836,8 @@ def test_run_and_report_refuse_a_ledger_they_cannot_open(
     ],
 )
 def test_run_and_report_refuse_a_file_that_is_not_their_ledger(
-    write: Writer,
-    engine_data: dict[str, Any],
-    campaign_data: dict[str, Any],
+    ledger_commands: LedgerCommands,
     tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
     content: str,
     why: str,
@@ -833,8 +846,6 @@ def test_run_and_report_refuse_a_file_that_is_not_their_ledger(
     ledger of a newer smsblast: exit 2 naming the file and the reason, and the file is left
     as it was (run said "the ledger failed to open" with exit 3 and the advice to free disk
     space; report showed SQLite's traceback; a foreign database got the ledger's tables)."""
-    monkeypatch.setenv("TEST_TSEL_PASSWORD", "pw")
-    monkeypatch.setenv("TEST_ISAT", "pw")
     ledger = tmp_path / "ledger.sqlite"
     if content == "garbage":
         ledger.write_bytes(bytes(range(256)) * 20)
@@ -847,10 +858,9 @@ def test_run_and_report_refuse_a_file_that_is_not_their_ledger(
         db.commit()
         db.close()
     before = ledger.read_bytes()
-    config = write({**engine_data, "ledger": {"path": str(ledger)}})
-    campaigns = write({"campaigns": [campaign_data]})
-    assert main(["run", "--config", str(config), "--campaigns", str(campaigns)]) == 2
+    run, report = ledger_commands(ledger)
+    assert main(run) == 2
     assert f"ledger.path: {ledger}" in (err := capsys.readouterr().err) and why in err
-    assert main(["report", "jaga-persatuan", "--config", str(config)]) == 2
+    assert main(report) == 2
     assert f"ledger.path: {ledger}" in (err := capsys.readouterr().err) and why in err
     assert ledger.read_bytes() == before
