@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from smsblast import __version__, demo, logs, plan_cli, segments, send
+from smsblast import __version__, demo, logs, plan_cli, prune, segments, send
 from smsblast.admin import ctl
 from smsblast.engine import cli as engine_cli
 from smsblast.simulator import cli as simulator_cli
@@ -39,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     engine_cli.add_parsers(sub)
     segments.add_parser(sub)
     plan_cli.add_parser(sub)
+    prune.add_parser(sub)
     ctl.add_parser(sub)
     return parser
 

@@ -222,6 +222,7 @@ class CampaignInfo:
     snapshot: dict[str, int]  # {"topic:partition": end offset} taken when the campaign began
     control: str  # a Control value
     created_at: float
+    pruned_at: float | None = None  # `smsblast prune` deleted its rows: it is over for good
 
 
 class Claim(NamedTuple):
@@ -313,11 +314,12 @@ class Ledger(Protocol):
     def close(self) -> None: ...
 
 
-SCHEMA_VERSION: Final = 3
+SCHEMA_VERSION: Final = 4
 # Migrations from each older version to the next, run in order in one transaction.
 _MIGRATIONS: Final[dict[int, tuple[str, ...]]] = {
     1: ("ALTER TABLE message_ids ADD COLUMN submit_at REAL",),  # 2: per-part submit time
     2: (),  # 3: early_controls (a new table: _SCHEMA creates it)
+    3: ("ALTER TABLE campaigns ADD COLUMN pruned_at REAL",),  # 4: smsblast prune
 }
 
 _SCHEMA: Final = """
@@ -328,7 +330,8 @@ CREATE TABLE IF NOT EXISTS campaigns (
     control TEXT NOT NULL DEFAULT 'running'
         CHECK (control IN ('running', 'paused', 'cancelled')),
     created_at REAL NOT NULL,
-    first_id INTEGER NOT NULL            -- every recipient row of the campaign has id >= this
+    first_id INTEGER NOT NULL,           -- every recipient row of the campaign has id >= this
+    pruned_at REAL                       -- when `smsblast prune` began deleting its rows
 );
 CREATE TABLE IF NOT EXISTS early_controls (  -- asked for before the campaign opened
     name TEXT PRIMARY KEY,
@@ -614,7 +617,7 @@ class SqliteLedger:
 
     def _info(self, campaign: str) -> CampaignInfo | None:
         row = self._conn.execute(
-            "SELECT name, snapshot, control, created_at FROM campaigns WHERE name = ?",
+            "SELECT name, snapshot, control, created_at, pruned_at FROM campaigns WHERE name = ?",
             (campaign,),
         ).fetchone()
         return None if row is None else _campaign_info(row)
@@ -622,7 +625,7 @@ class SqliteLedger:
     def campaigns(self) -> list[CampaignInfo]:
         """Every campaign in the ledger, oldest first."""
         rows = self._conn.execute(
-            "SELECT name, snapshot, control, created_at FROM campaigns ORDER BY id"
+            "SELECT name, snapshot, control, created_at, pruned_at FROM campaigns ORDER BY id"
         )
         return [_campaign_info(row) for row in rows]
 
@@ -1216,7 +1219,9 @@ class SqliteLedger:
     def report(self, campaign: str, unknown_cap: int = 1000) -> dict[str, Any]:
         """The campaign's final account, JSON-ready.
 
-        Keys: campaign, control, created_at, snapshot, total, states {state: n},
+        Keys: campaign, control, created_at, pruned_at (``None``, or when ``smsblast prune``
+        deleted the rows: then statuses, receipts and the unknown numbers are empty, and
+        the counts are what they were), snapshot, total, states {state: n},
         by_route {route ('' none): {state: n}}, statuses {ESME_x: recipients},
         receipts {receipt state or 'none': parts}, unknown {count, msisdns (first
         ``unknown_cap``)}, unmatched_receipts {parked, expired, overflow} (ledger-wide).
@@ -1259,6 +1264,7 @@ class SqliteLedger:
             "campaign": info.name,
             "control": info.control,
             "created_at": info.created_at,
+            "pruned_at": info.pruned_at,
             "snapshot": info.snapshot,
             "total": sum(states.values()),
             "states": states,
@@ -1291,15 +1297,122 @@ class SqliteLedger:
             series.append(found)
         return Timeline(submits=series[0], receipts=series[1])
 
+    # ------------------------------------------------------------------ retention
+    def mark_pruned(self, campaign: str) -> float:
+        """Mark the campaign pruned (once: the first time stands) and return when. From then
+        on the engine never runs it again, so its numbers, about to leave the ledger, can
+        never be claimed as new. Its counts (the tallies) stay."""
+        self._campaign(campaign)
+        self._begin()
+        try:
+            self._conn.execute(
+                "UPDATE campaigns SET pruned_at = ifnull(pruned_at, ?) WHERE name = ?",
+                (self._clock(), campaign),
+            )
+        except BaseException:
+            self._rollback()
+            raise
+        self._commit()
+        info = self._info(campaign)
+        assert info is not None and info.pruned_at is not None
+        return info.pruned_at
+
+    def recipient_rows(self, campaign: str) -> Iterable[tuple[Any, ...]]:
+        """Every recipient row of the campaign in claim order, as (msisdn, route, state,
+        parts, delivered, status, error, created_at, updated_at), read lazily."""
+        cid, first_id = self._campaign(campaign)
+        names = [state.value for state in _STATE_OF]
+        for row in self._conn.execute(
+            "SELECT msisdn, route, state, parts, delivered, status, error, created_at, "
+            f"updated_at FROM recipients WHERE id >= {first_id} AND +campaign = {cid} "
+            "ORDER BY id"
+        ):
+            yield (row[0], row[1], names[row[2]], *row[3:])
+
+    def delete_recipients(self, campaign: str, after: int, limit: int) -> tuple[int, int]:
+        """Delete up to ``limit`` of the campaign's recipient rows with an id above ``after``
+        (one transaction); returns (rows deleted, the id to pass as ``after`` next). 0 rows:
+        none is left."""
+        cid, first_id = self._campaign(campaign)
+        conn = self._conn
+        self._begin()
+        try:
+            ids = [
+                i
+                for (i,) in conn.execute(
+                    f"SELECT id FROM recipients WHERE id >= {first_id} AND id > ? "
+                    f"AND +campaign = {cid} ORDER BY id LIMIT ?",
+                    (after, limit),
+                )
+            ]
+            if ids:
+                conn.execute(
+                    "DELETE FROM recipients WHERE id IN (SELECT value FROM json_each(?))",
+                    (_json(ids),),
+                )
+        except BaseException:
+            self._rollback()
+            raise
+        self._commit()
+        return len(ids), ids[-1] if ids else after
+
+    def delete_message_ids(
+        self, campaign: str, after: str | None, limit: int
+    ) -> tuple[int, str | None]:
+        """Walk the next ``limit`` keys of ``message_ids`` (the whole table, in key order:
+        it has no index by campaign) after ``after`` and delete the campaign's among them,
+        in one transaction. Returns (rows deleted, the key to pass as ``after`` next, or
+        ``None`` once the walk reached the end)."""
+        cid, _ = self._campaign(campaign)
+        conn = self._conn
+        self._begin()
+        try:
+            where, args = ("", (limit,)) if after is None else ("WHERE key > ? ", (after, limit))
+            keys = [
+                k
+                for (k,) in conn.execute(
+                    f"SELECT key FROM message_ids {where}ORDER BY key LIMIT ?", args
+                )
+            ]
+            deleted = 0
+            if keys:
+                deleted = conn.execute(
+                    f"DELETE FROM message_ids WHERE key >= ? AND key <= ? AND campaign = {cid}",
+                    (keys[0], keys[-1]),
+                ).rowcount
+        except BaseException:
+            self._rollback()
+            raise
+        self._commit()
+        return deleted, keys[-1] if len(keys) == limit else None
+
+    def space(self) -> tuple[int, int]:
+        """(the file's size in bytes, of which free pages: reused before the file grows)."""
+        conn = self._conn
+        page = int(conn.execute("PRAGMA page_size").fetchone()[0])
+        pages = int(conn.execute("PRAGMA page_count").fetchone()[0])
+        free = int(conn.execute("PRAGMA freelist_count").fetchone()[0])
+        return pages * page, free * page
+
+    def vacuum(self) -> None:
+        """Rewrite the file without its free pages (VACUUM: needs free disk as large as the
+        file), then empty the WAL."""
+        self._conn.execute("VACUUM")
+        self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
     def close(self) -> None:
         """Close the connection (a clean close checkpoints and removes the WAL file)."""
         self._conn.close()
 
 
 def _campaign_info(row: tuple[Any, ...]) -> CampaignInfo:
-    name, snapshot, control, created_at = row
+    name, snapshot, control, created_at, pruned_at = row
     return CampaignInfo(
-        name, {k: int(v) for k, v in json.loads(snapshot).items()}, control, float(created_at)
+        name,
+        {k: int(v) for k, v in json.loads(snapshot).items()},
+        control,
+        float(created_at),
+        None if pruned_at is None else float(pruned_at),
     )
 
 

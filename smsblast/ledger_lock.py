@@ -4,12 +4,13 @@ Why: two engines on one ledger each take the other's PENDING recipients (claimed
 the other's memory) for their own backfill, and send them. Measured with two ``smsblast
 run`` on one configuration, 20,000 recipients: 16,692 duplicates, and neither engine ever
 finished. Several campaigns belong in one engine (``--campaign`` selects them), or each
-engine gets its own ``ledger.path``.
+engine gets its own ``ledger.path``. ``smsblast prune`` takes the same lock, so it never
+deletes rows under a running engine, and no engine starts while it deletes.
 
 The lock is ``flock(2)`` on ``<ledger>.lock``, next to the ledger. The kernel releases it
 when the process ends in any way (``kill -9`` included), so a crashed engine never leaves a
-stale lock behind, and a restart takes it at once. The file holds the owner's pid and start
-time, for the error the next engine prints; its content is never trusted for the lock
+stale lock behind, and a restart takes it at once. The file holds the owner's command, pid and
+start time, for the error the next one prints; its content is never trusted for the lock
 itself. The descriptor is not inherited by child processes (Python's default), so the
 ledger's own process cannot keep the lock alive after the engine died. ``flock`` is only
 advisory, and unreliable on some network filesystems: keep the ledger on a local disk.
@@ -33,8 +34,9 @@ class LedgerInUse(Exception):
 class LedgerLock:
     """The lock on one ledger, taken by :meth:`acquire`; :meth:`release` gives it back."""
 
-    def __init__(self, ledger_path: str) -> None:
+    def __init__(self, ledger_path: str, command: str = "smsblast run") -> None:
         self.ledger_path = ledger_path
+        self.command = command  # named in the error another process gets
         self.path = f"{ledger_path}.lock"
         self._fd: int | None = None
 
@@ -55,12 +57,23 @@ class LedgerLock:
             os.close(fd)
             if exc.errno not in (errno.EWOULDBLOCK, errno.EACCES):
                 raise
+            command, sep, rest = holder.partition(": ")
+            if sep and command.startswith("smsblast "):
+                holder = rest
+            else:  # written by an older smsblast (only a pid), or not at all
+                command = "smsblast process"
+            advice = (
+                "Run every campaign in that one engine (--campaign selects them), or give "
+                "this run its own ledger.path"
+                if command.endswith(" run")
+                else "Wait for it to finish"
+            )
             raise LedgerInUse(
-                f"the ledger {self.ledger_path} is in use by another smsblast run"
-                f"{f' ({holder})' if holder else ''}. Run every campaign in that one engine "
-                "(--campaign selects them), or give this run its own ledger.path"
+                f"the ledger {self.ledger_path} is in use by another "
+                f"{command}{f' ({holder})' if holder else ''}. {advice}"
             ) from None
-        owner = f"pid {os.getpid()}, since {time.strftime('%Y-%m-%d %H:%M:%S %z')}\n"
+        since = time.strftime("%Y-%m-%d %H:%M:%S %z")
+        owner = f"{self.command}: pid {os.getpid()}, since {since}\n"
         with contextlib.suppress(OSError):  # only a note for the next engine (a full disk)
             os.ftruncate(fd, 0)
             os.pwrite(fd, owner.encode(), 0)

@@ -97,6 +97,7 @@ def test_a_version_1_ledger_is_migrated_and_keeps_its_rows(tmp_path: Path) -> No
     conn = sqlite3.connect(path)  # make it what version 1 wrote: no submit_at column
     conn.execute("ALTER TABLE message_ids DROP COLUMN submit_at")
     conn.execute("DROP TABLE early_controls")  # version 3's
+    conn.execute("ALTER TABLE campaigns DROP COLUMN pruned_at")  # version 4's
     conn.execute("PRAGMA user_version = 1")
     conn.commit()
     conn.close()
@@ -112,8 +113,10 @@ def test_a_version_1_ledger_is_migrated_and_keeps_its_rows(tmp_path: Path) -> No
         assert led.per_second("old").submits == {"telkomsel": {2000: 1}}
         led.set_control("next", "paused", before_open=True)  # version 3's table is there
         assert led.open_campaign("next", {}).control == "paused"
+        assert led.open_campaign("old", None).pruned_at is None  # version 4's column
+        assert led.mark_pruned("old") == 2000.25
     finally:
         led.close()
     conn = sqlite3.connect(path)
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
     conn.close()

@@ -179,6 +179,7 @@ class CampaignRun:
         self.finished = asyncio.Event()  # the run is over (complete, stopped or failed)
         self.completed = False  # every record read, nothing left in memory, receipts waited
         self.failure: str | None = None  # why the run could not start (state ``failed``)
+        self.pruned_at: float | None = None  # the ledger says `smsblast prune` ended it
         labels = (self.name,)
         self._m_read = m.RECORDS_READ.labels(*labels)
         self._m_dup = m.RECIPIENTS_DUPLICATE.labels(*labels)
@@ -296,6 +297,15 @@ class CampaignRun:
                 (key.rsplit(":", 1)[0], int(key.rsplit(":", 1)[1])): int(off)
                 for key, off in info.snapshot.items()
             }
+            if info.pruned_at is not None:  # its numbers left the ledger: never again
+                log.warning(
+                    "%s: pruned from the ledger (smsblast prune): it is over and is not sent "
+                    "again; give it a new name to send it again",
+                    self.name,
+                )
+                self.pruned_at = info.pruned_at
+                self.completed = True
+                return
             if not self._controlled:  # an operator's control that came meanwhile is newer
                 self.control = Control(info.control)
             if self.control is Control.CANCELLED:

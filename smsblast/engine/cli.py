@@ -12,6 +12,7 @@ import logging
 import os
 import signal
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -329,6 +330,9 @@ async def _run_locked(config: Any, campaigns: list[Any], options: RunOptions) ->
                 continue
             counts = await ledger.counts(run.name)
             print(format_summary(run.name, counts, dict(run.stats)))
+            if run.pruned_at is not None:  # over before this run: the counts are its own
+                print(f"campaign {run.name}: pruned from the ledger; not sent again")
+                continue
             if run.failure is not None:
                 print(f"campaign {run.name}: failed: {run.failure}")
                 complete = False
@@ -486,4 +490,11 @@ def report_table(name: str, report: dict[str, Any]) -> str:
     if unknown.get("count"):
         first = ", ".join(unknown.get("msisdns", [])[:10])
         lines.append(f"  unknown: {unknown.get('count', 0):,} (first: {first})")
+    pruned_at = report.get("pruned_at")
+    if pruned_at is not None:
+        when = time.strftime("%Y-%m-%d %H:%M:%S %z", time.localtime(pruned_at))
+        lines.append(
+            f"  pruned {when}: the counts above stand; per-recipient rows, status codes "
+            "and receipts were deleted (smsblast prune)"
+        )
     return "\n".join(lines)
