@@ -28,6 +28,22 @@ def routes(binds: int, window: int) -> list[Route]:
     return [Route(name, UNCAPPED_TPS, binds, window) for name in DEFAULT_MIX]
 
 
+def cpu_per_recipient(run: StackRun) -> dict[str, float | None]:
+    """CPU microseconds a recipient, per process and together, over the engine's run."""
+    seconds = {
+        "engine": run.engine.cpu_s,
+        "ledger_process": run.engine.children_cpu_s,
+        "simulator": run.sim_cpu_s,
+        "broker": run.broker_cpu_s,
+    }
+    known = [s for s in seconds.values() if s is not None]
+    seconds["together"] = sum(known) if len(known) == len(seconds) else None
+    return {
+        name: None if s is None else round(s / run.recipients * 1e6, 1)
+        for name, s in seconds.items()
+    }
+
+
 def summarise(run: StackRun) -> dict[str, Any]:
     """The figures of one run, JSON-ready."""
     totals = run.sim["totals"]
@@ -57,6 +73,7 @@ def summarise(run: StackRun) -> dict[str, Any]:
         "ledger_mb": run.ledger_mb,
         "broker_peak_rss_mb": run.broker_peak_rss_mb,
         "sim_peak_rss_mb": run.sim_peak_rss_mb,
+        "cpu_us_per_recipient": cpu_per_recipient(run),
         "latency_claim_to_receipt_s": percentiles(run.ledger.latencies_s),
         "stderr_tail": run.engine.stderr_tail,
     }
@@ -111,6 +128,8 @@ def main(argv: list[str] | None = None) -> int:
             "together MB": m["engine_total_peak_rss_mb"],
             "broker MB": m["broker_peak_rss_mb"],
             "s per 1M": round(m["engine_seconds"] / m["recipients"] * 1e6, 1),
+            "CPU us/recipient": m["cpu_us_per_recipient"]["together"],
+            "engine CPU us": m["cpu_us_per_recipient"]["engine"],
             "duplicates": m["sim_duplicates"],
             "delivered": m["ledger"]["states"].get("delivered", 0),
             "exit": m["exit_code"],

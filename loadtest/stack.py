@@ -162,6 +162,10 @@ class EngineResult:
     #: the engine's children (its ledger process), each one's peak, summed
     children_peak_rss_mb: float = 0.0
     total_peak_rss_mb: float = 0.0  # engine + its children, sampled together
+    #: CPU seconds (user + system) of the engine and of its children (the ledger process),
+    #: as last sampled (every 0.2 s) before they exited
+    cpu_s: float = 0.0
+    children_cpu_s: float = 0.0
 
 
 def run_engine(tmp: Path, config: dict[str, Any], campaigns: list[dict[str, Any]]) -> EngineResult:
@@ -176,7 +180,7 @@ def run_engine(tmp: Path, config: dict[str, Any], campaigns: list[dict[str, Any]
         started_at = time.time()
         started = time.perf_counter()
         proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=err, stdin=subprocess.DEVNULL)
-        status, usage, children_mb, total_mb = _wait_sampling(proc.pid)
+        status, usage, children_mb, total_mb, cpu = _wait_sampling(proc.pid)
         seconds = time.perf_counter() - started
         proc.returncode = os.waitstatus_to_exitcode(status)
         out.seek(0)
@@ -192,19 +196,28 @@ def run_engine(tmp: Path, config: dict[str, Any], campaigns: list[dict[str, Any]
         stderr_tail=stderr.strip().splitlines()[-5:],
         children_peak_rss_mb=children_mb,
         total_peak_rss_mb=max(total_mb, round(usage.ru_maxrss / 1024, 1)),
+        cpu_s=cpu.get(proc.pid, 0.0),
+        children_cpu_s=round(sum(v for k, v in cpu.items() if k != proc.pid), 2),
     )
 
 
-def _wait_sampling(pid: int) -> tuple[int, Any, float, float]:
+def _wait_sampling(pid: int) -> tuple[int, Any, float, float, dict[int, float]]:
     """``os.wait4`` for ``pid`` while sampling it and its children every 0.2 s: (status,
-    rusage, sum of the children's peaks, peak of the sampled sum of resident sets) in MB."""
+    rusage, sum of the children's peaks, peak of the sampled sum of resident sets) in MB, and
+    the CPU seconds of each, by pid, as last sampled."""
     children_hwm: dict[int, float] = {}
+    cpu: dict[int, float] = {}
     total_peak = 0.0
     while True:
         done, status, usage = os.wait4(pid, os.WNOHANG)
         if done:
-            return status, usage, round(sum(children_hwm.values()), 1), round(total_peak, 1)
+            peaks = round(sum(children_hwm.values()), 1)
+            return status, usage, peaks, round(total_peak, 1), cpu
         total = _proc_mb(pid, "VmRSS") or 0.0
+        for proc in (pid, *child_pids(pid)):
+            seconds = cpu_seconds(proc)
+            if seconds is not None:
+                cpu[proc] = seconds
         for child in child_pids(pid):
             total += _proc_mb(child, "VmRSS") or 0.0
             hwm = _proc_mb(child, "VmHWM")
@@ -212,6 +225,19 @@ def _wait_sampling(pid: int) -> tuple[int, Any, float, float]:
                 children_hwm[child] = hwm
         total_peak = max(total_peak, total)
         time.sleep(0.2)
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds of a running process (``/proc/PID/stat``), None if gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat[stat.rindex(")") + 2 :].split()  # after "pid (comm) "
+    return (int(fields[11]) + int(fields[12])) / _TICKS
+
+
+_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def _proc_mb(pid: int, field: str) -> float | None:
@@ -242,6 +268,9 @@ class StackRun:
     ledger_mb: float
     broker_peak_rss_mb: float | None
     sim_peak_rss_mb: float | None
+    #: CPU seconds the simulator and the broker used while the engine ran
+    sim_cpu_s: float | None = None
+    broker_cpu_s: float | None = None
 
 
 def run_stack(
@@ -265,11 +294,20 @@ def run_stack(
             config = engine_config(broker.bootstrap, sim.port, routes, tmp / "ledger.sqlite")
             if optout:
                 config["optout"] = {"file": str(write_optout_file(tmp / "optout.txt", optout))}
+            assert broker.process is not None
+            others = (sim.process.pid, broker.process.pid)
+            before = [cpu_seconds(pid) for pid in others]
             engine = run_engine(tmp, config, [campaign(campaign_extra())])
+            after = [cpu_seconds(pid) for pid in others]
             sim_stats = sim.stats()
             sim_rss = peak_rss_mb(sim.process.pid)
-        assert broker.process is not None
         broker_rss = peak_rss_mb(broker.process.pid)
+        used = [
+            None if a is None or b is None else round(a - b, 2)
+            for a, b in zip(after, before, strict=True)
+        ]
         ledger = ledger_figures(tmp / "ledger.sqlite", CAMPAIGN)
         ledger_mb = round((tmp / "ledger.sqlite").stat().st_size / 1e6, 1)
-    return StackRun(n, round(fill_s, 2), engine, sim_stats, ledger, ledger_mb, broker_rss, sim_rss)
+    return StackRun(
+        n, round(fill_s, 2), engine, sim_stats, ledger, ledger_mb, broker_rss, sim_rss, *used
+    )
