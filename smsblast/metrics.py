@@ -7,6 +7,8 @@ own (``REGISTRY``) so the simulator, tests and the engine never collide.
 
 from __future__ import annotations
 
+import contextlib
+import os
 from bisect import bisect_left
 from collections import Counter as Tally
 from collections.abc import Sequence
@@ -213,6 +215,46 @@ KAFKA_UNREACHABLE = Counter(
     ["step"],
     registry=REGISTRY,
 )
+# ------------------------------------------------------------------ the ledger's disk
+LEDGER_FILE = Gauge(
+    "smsblast_ledger_file_bytes",
+    "Size of the ledger: its SQLite file and WAL (read at each scrape)",
+    registry=REGISTRY,
+)
+LEDGER_DISK_FREE = Gauge(
+    "smsblast_ledger_disk_free_bytes",
+    "Free space the engine may use on the ledger's filesystem (read at each scrape); "
+    "at 0 the engine stops (exit 3)",
+    registry=REGISTRY,
+)
+
+
+def watch_ledger_disk(path: str) -> None:
+    """Make :data:`LEDGER_FILE` and :data:`LEDGER_DISK_FREE` read ``path``'s size and its
+    filesystem's free space whenever they are scraped (two ``stat`` calls per scrape,
+    nothing on the engine's loop). A ledger in memory has no disk: left unset."""
+    if path == ":memory:":
+        return
+    folder = os.path.dirname(os.path.abspath(path))
+
+    def size() -> float:
+        total = 0
+        for name in (path, f"{path}-wal"):
+            with contextlib.suppress(OSError):
+                total += os.stat(name).st_size
+        return float(total)
+
+    def free() -> float:
+        try:
+            found = os.statvfs(folder)
+        except OSError:
+            return float("nan")
+        return float(found.f_bavail * found.f_frsize)
+
+    LEDGER_FILE.set_function(size)
+    LEDGER_DISK_FREE.set_function(free)
+
+
 BIND_THROTTLED = Counter(
     "smsblast_bind_throttled_total",
     "Responses asking this bind to slow down (ESME_RTHROTTLED, ESME_RMSGQFUL)",

@@ -289,6 +289,7 @@ def test_every_alert_says_what_to_do() -> None:
         "SmsblastConsumerStalled",
         "SmsblastCampaignFailed",
         "SmsblastKafkaUnreachable",
+        "SmsblastLedgerDiskLow",
     } <= names
     docs = (ROOT / "docs" / "operations.md").read_text()
     for rule in rules:
@@ -429,6 +430,23 @@ ALERT_SCENARIOS: list[tuple[list[dict[str, str]], dict[str, dict[str, list[dict[
         {
             "2m": {"SmsblastCampaignFailed": []},
             "4m": {"SmsblastCampaignFailed": [{"campaign": "a"}]},
+        },
+    ),
+    (  # a: 100 GB free, steady; b: 20 GB falling 0.5 GB a minute (a wave writing to a
+        # small disk: full in 40 minutes); c: 3 GB free, steady
+        [
+            _series("smsblast_ledger_disk_free_bytes", "1e11x30", instance="a"),
+            _series("smsblast_ledger_disk_free_bytes", "2e10-5e8x30", instance="b"),
+            _series("smsblast_ledger_disk_free_bytes", "3e9x30", instance="c"),
+        ],
+        {
+            "5m": {"SmsblastLedgerDiskLow": []},
+            "15m": {
+                "SmsblastLedgerDiskLow": [
+                    {"job": "smsblast", "instance": "b"},
+                    {"job": "smsblast", "instance": "c"},
+                ]
+            },
         },
     ),
     (  # Kafka refuses for 10 minutes (retries every 30 s), then a's start goes through

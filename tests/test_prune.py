@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import gzip
+import os
 import sqlite3
 from pathlib import Path
 
@@ -14,6 +15,7 @@ import yaml
 from smsblast.cli import main
 from smsblast.ledger import Claim, Outcome, ReceiptRow, SqliteLedger, State
 from smsblast.ledger_lock import LedgerInUse, LedgerLock
+from smsblast.metrics import REGISTRY, watch_ledger_disk
 from smsblast.prune import archive_path, prune_refusal
 from tests.engine_process import ROUTES
 from tests.engine_stack import engine_config
@@ -255,3 +257,23 @@ def test_vacuum_gives_the_space_back_to_the_filesystem(ledger_path: Path, config
         ledger.close()
     assert free == 0 and after < before * 0.7, (before, after)
     assert ledger_path.stat().st_size == after
+
+
+def test_the_disk_metrics_read_the_ledger_and_its_filesystem_at_each_scrape(
+    ledger_path: Path, config: Path
+) -> None:
+    ledger = SqliteLedger(ledger_path)
+    try:
+        fill(ledger, 1, size=5000)
+        fill(ledger, 2, size=5000)
+    finally:
+        ledger.close()
+    watch_ledger_disk(str(ledger_path))
+    before = REGISTRY.get_sample_value("smsblast_ledger_file_bytes")
+    assert before == ledger_path.stat().st_size > 0
+    free = REGISTRY.get_sample_value("smsblast_ledger_disk_free_bytes")
+    found = os.statvfs(ledger_path.parent)
+    assert free is not None and abs(free - found.f_bavail * found.f_frsize) < 64e6
+    assert prune(config, "wave-1", "--no-archive", "--vacuum") == 0
+    after = REGISTRY.get_sample_value("smsblast_ledger_file_bytes")
+    assert after == ledger_path.stat().st_size and after < before * 0.7

@@ -19,6 +19,7 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from smsblast import metrics as m
 from smsblast.client import SubmitOutcome
 from smsblast.config import Campaign, EngineConfig
 from smsblast.engine.campaign import CampaignRun, dead_letter_value
@@ -51,6 +52,7 @@ class Engine:
         self.config = config
         self.clock: Clock = clock if clock is not None else SystemClock()
         self.ledger = ledger
+        m.watch_ledger_disk(config.ledger.path)
         self.optout = optout if optout is not None else OptOutList()
         self.router = Router.from_config(config)
         self.max_in_memory = max_in_memory
