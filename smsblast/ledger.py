@@ -422,6 +422,14 @@ def ledger_file_problem(path: str) -> str | None:
         finally:
             conn.close()
     except sqlite3.DatabaseError as exc:
+        code = getattr(exc, "sqlite_errorcode", None)
+        if code is not None and code & 0xFF not in (sqlite3.SQLITE_NOTADB, sqlite3.SQLITE_CORRUPT):
+            # It could not be read, which says nothing about what it is. Opening a ledger
+            # (WAL mode) creates its -shm file: on a full disk that fails as "disk I/O error".
+            return (
+                f"{path}: SQLite cannot open it ({exc}): is its disk full or failing? SQLite "
+                "needs a few MB free next to the ledger for its -wal and -shm files"
+            )
         return f"{path} is not an smsblast ledger (SQLite: {exc})"
     if version > SCHEMA_VERSION:
         return (

@@ -28,7 +28,8 @@ Safety:
   a prune that was interrupted goes on where it stopped when run again.
 
 Exit status: 0 pruned; 2 nothing deleted: a configuration error, an unknown campaign, the
-ledger in use, a campaign not finished, an archive that could not be written.
+ledger in use, a campaign not finished, an archive that could not be written; 3 SQLite
+failed midway (a full disk: deleting needs a little room for the WAL): run it again.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ import contextlib
 import csv
 import gzip
 import os
+import sqlite3
 import sys
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -60,7 +62,7 @@ __all__ = [
     "write_archive",
 ]
 
-EXIT_OK, EXIT_REFUSED = 0, 2
+EXIT_OK, EXIT_REFUSED, EXIT_LEDGER = 0, 2, 3
 
 ARCHIVE_COLUMNS = (
     "msisdn",
@@ -278,6 +280,12 @@ def prune_main(args: argparse.Namespace) -> int:
             return _prune_locked(ledger, args, say)
         finally:
             ledger.close()
+    except sqlite3.Error as exc:  # a full disk (deleting needs WAL space too), an I/O error
+        say(
+            f"the ledger failed: {type(exc).__name__}: {exc}. What was deleted stays deleted "
+            "and the counts are intact; run the same prune again to finish it"
+        )
+        return EXIT_LEDGER
     finally:
         lock.release()
 

@@ -9,9 +9,12 @@ fresh, uniquely named topic per test so tests never see each other's records.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import subprocess
 import uuid
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -60,3 +63,20 @@ async def kafka_topic(kafka_bootstrap: str) -> AsyncIterator[TopicFactory]:
         return name
 
     yield make
+
+
+@contextlib.contextmanager
+def small_disk(path: Path, size: str) -> Iterator[Path]:
+    """A tmpfs of ``size`` mounted at ``path`` (root only; the test skips elsewhere)."""
+    path.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
+        capture_output=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], check=False)

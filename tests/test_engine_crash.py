@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,7 +16,7 @@ from smsblast.broker import EmbeddedBroker, free_port
 from smsblast.ledger import SqliteLedger
 from smsblast.procs import child_pids
 from smsblast.segments import produce, synthetic_recipients
-from tests.conftest import TopicFactory, create_topic
+from tests.conftest import TopicFactory, create_topic, small_disk
 from tests.engine_process import (
     MIX,
     RECIPIENTS,
@@ -154,23 +152,6 @@ async def test_the_ledger_process_dying_stops_the_engine_and_a_restart_finishes(
     assert second.returncode == 0, out
     assert final["duplicates"] == 0
     accounted_for(tmp_path, out)
-
-
-@contextlib.contextmanager
-def small_disk(path: Path, size: str) -> Iterator[Path]:
-    """A tmpfs of ``size`` mounted at ``path`` (root only; the test skips elsewhere)."""
-    path.mkdir()
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
-        capture_output=True,
-        check=False,
-    )
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
-    try:
-        yield path
-    finally:
-        subprocess.run(["umount", "-l", str(path)], check=False)
 
 
 async def test_a_full_disk_stops_the_engine_and_a_restart_finishes(

@@ -3,6 +3,7 @@ counts stay, its space goes to the next wave, and nothing unfinished or locked i
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import gzip
 import os
@@ -17,6 +18,7 @@ from smsblast.ledger import Claim, Outcome, ReceiptRow, SqliteLedger, State
 from smsblast.ledger_lock import LedgerInUse, LedgerLock
 from smsblast.metrics import REGISTRY, watch_ledger_disk
 from smsblast.prune import archive_path, prune_refusal
+from tests.conftest import small_disk
 from tests.engine_process import ROUTES
 from tests.engine_stack import engine_config
 
@@ -70,8 +72,9 @@ def config(tmp_path: Path, ledger_path: Path) -> Path:
 
 
 def rows(ledger_path: Path, wave: str) -> tuple[int, int]:
-    """(recipient rows, message id rows) of ``wave`` in the file."""
-    with sqlite3.connect(ledger_path) as conn:
+    """(recipient rows, message id rows) of ``wave`` in the file (closed: its WAL is
+    checkpointed), read without the -shm file SQLite cannot create on a full disk."""
+    with sqlite3.connect(f"file:{ledger_path}?immutable=1", uri=True) as conn:
         cid = conn.execute("SELECT id FROM campaigns WHERE name = ?", (wave,)).fetchone()[0]
         found = [
             conn.execute(f"SELECT count(*) FROM {table} WHERE campaign = ?", (cid,)).fetchone()[0]
@@ -277,3 +280,47 @@ def test_the_disk_metrics_read_the_ledger_and_its_filesystem_at_each_scrape(
     assert prune(config, "wave-1", "--no-archive", "--vacuum") == 0
     after = REGISTRY.get_sample_value("smsblast_ledger_file_bytes")
     assert after == ledger_path.stat().st_size and after < before * 0.7
+
+
+def test_a_prune_on_a_full_disk_stops_cleanly_and_finishes_once_there_is_room(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """SQLite needs a little room to open the ledger and to delete (its -shm and WAL files):
+    on a full disk the prune says the disk is full (exit 2: the ledger was reported "not an
+    smsblast ledger"), with too little room it stops midway (exit 3), and once there is room
+    the same prune finishes it; the next wave then fits."""
+    with small_disk(tmp_path / "disk", "6m") as disk:
+        ledger_path = disk / "ledger.sqlite"
+        cfg = engine_config("127.0.0.1:9", 9, ROUTES, str(ledger_path))
+        config = tmp_path / "smsblast.yaml"
+        config.write_text(yaml.safe_dump(cfg.model_dump(mode="json")))
+        ledger = SqliteLedger(ledger_path)
+        try:
+            fill(ledger, 1, size=4000)
+            counts = ledger.counts("wave-1")
+        finally:
+            ledger.close()
+        filler = disk / "filler"
+        with open(filler, "wb") as f, contextlib.suppress(OSError):
+            while True:  # everything left, as another program's logs would take it
+                f.write(b"\0" * 65536)
+                f.flush()
+
+        assert prune(config, "wave-1", "--no-archive", "--batch", "500") == 2
+        assert "is its disk full" in capsys.readouterr().err  # not "not a ledger"
+        assert rows(ledger_path, "wave-1")[0] == 4000
+
+        os.truncate(filler, filler.stat().st_size - 256 * 1024)  # room to open, not to finish
+        assert prune(config, "wave-1", "--no-archive", "--batch", "500") == 3
+        assert "run the same prune again" in capsys.readouterr().err
+        assert 0 < rows(ledger_path, "wave-1")[0] < 4000  # some batches went through
+
+        filler.unlink()
+        assert prune(config, "wave-1", "--no-archive", "--batch", "500") == 0
+        assert rows(ledger_path, "wave-1") == (0, 0)
+        ledger = SqliteLedger(ledger_path)
+        try:
+            assert ledger.counts("wave-1") == counts
+            fill(ledger, 2, size=4000)  # the next wave goes into the freed pages
+        finally:
+            ledger.close()
