@@ -9,7 +9,7 @@ import socket
 import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -22,13 +22,14 @@ from smsblast.admin.control import (
     ControlConflict,
     LedgerController,
     UnknownCampaign,
+    campaign_entry,
     next_control,
 )
 from smsblast.admin.ctl import base_url, format_table
 from smsblast.admin.server import BadPath, parse_route, serve_admin, start_admin
 from smsblast.cli import main
 from smsblast.config import AdminConfig, ConfigError, EngineConfig, load_engine_config
-from smsblast.ledger import AsyncLedger, Control
+from smsblast.ledger import AsyncLedger, CampaignInfo, Control
 from smsblast.minihttp import (
     BadRequest,
     Request,
@@ -218,6 +219,7 @@ async def test_a_campaign_waiting_for_its_start_is_listed_and_inspected_before_i
         "name": "later",
         "control": "paused",
         "created_at": None,
+        "pruned_at": None,
         "engine": {"state": "waiting", "start_at": 1_900_000_000.0},
         "counts": {},
     }
@@ -633,3 +635,10 @@ def test_check_secrets_includes_the_admin_token(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setenv("TEST_ADMIN_TOKEN", "t")
     config.check_secrets()
     engine({}).check_secrets()  # admin off: no token needed
+
+
+def test_a_pruned_campaign_says_when_it_was_pruned() -> None:
+    info = CampaignInfo("wave", {"seg:0": 5}, "running", 1_700_000_000.0, 1_700_086_400.5)
+    entry = campaign_entry(info, None)
+    assert entry["pruned_at"] == "2023-11-15T22:13:20.500000+00:00"
+    assert campaign_entry(replace(info, pruned_at=None), None)["pruned_at"] is None

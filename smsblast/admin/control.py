@@ -67,12 +67,15 @@ def next_control(name: str, current: Control, requested: Control) -> Control:
 
 def campaign_entry(info: CampaignInfo, status: CampaignStatus | None) -> dict[str, Any]:
     """One campaign as the API shows it: ``name``, ``control``, ``created_at`` (ISO 8601,
-    UTC) and ``engine``, what the engine reports about it (``None`` when this process does
-    not run it)."""
+    UTC), ``pruned_at`` (when ``smsblast prune`` deleted its rows, else ``None``) and
+    ``engine``, what the engine reports about it (``None`` when this process does not run
+    it)."""
+    pruned = info.pruned_at
     return {
         "name": info.name,
         "control": info.control,
         "created_at": datetime.fromtimestamp(info.created_at, UTC).isoformat(),
+        "pruned_at": None if pruned is None else datetime.fromtimestamp(pruned, UTC).isoformat(),
         "engine": status,
     }
 
@@ -85,6 +88,7 @@ def unopened_entry(name: str, control: str | None, status: CampaignStatus) -> di
         "name": name,
         "control": control or Control.RUNNING.value,
         "created_at": None,
+        "pruned_at": None,
         "engine": status,
     }
 
