@@ -8,7 +8,9 @@ Whatever the format, :class:`PrivacyFilter` rewrites each record before any hand
 it: MSISDNs (8-15 digits, optional ``+``) keep their first 4 and last 3 digits
 (:func:`mask_msisdn`), ``password=...``-style pairs lose their value, and every secret
 registered with :func:`register_secret` (the SMSC and SASL passwords read from the
-environment) is replaced wherever it appears.
+environment) is replaced wherever it appears; a short one (under 6 characters) only where
+it stands alone, so that the password ``x`` does not turn the route ``xl-0`` into
+``***l-0`` in every line.
 """
 
 from __future__ import annotations
@@ -40,6 +42,10 @@ _KEEP_HEAD: Final = 4
 _KEEP_TAIL: Final = 3
 _REDACTED: Final = "***"
 _SECRETS: set[str] = set()
+#: Secrets this short are masked only as whole tokens (not inside a longer run of letters
+#: and digits): inside other words they would mangle every line, and reveal nothing there.
+_SHORT_SECRET: Final = 6
+_SHORT_SECRETS: dict[str, re.Pattern[str]] = {}
 
 # Attributes every LogRecord has; anything else on a record came from ``extra=``.
 _STANDARD: Final = frozenset(
@@ -61,7 +67,11 @@ def mask_msisdn(number: str) -> str:
 
 def register_secret(value: str | None) -> None:
     """Never let ``value`` (a password) reach a log line. Empty values are ignored."""
-    if value:
+    if not value:
+        return
+    if len(value) < _SHORT_SECRET:
+        _SHORT_SECRETS[value] = re.compile(rf"(?<![A-Za-z0-9]){re.escape(value)}(?![A-Za-z0-9])")
+    else:
         _SECRETS.add(value)
 
 
@@ -70,6 +80,9 @@ def mask_text(text: str) -> str:
     for secret in _SECRETS:
         if secret in text:
             text = text.replace(secret, _REDACTED)
+    for secret, alone in _SHORT_SECRETS.items():
+        if secret in text:
+            text = alone.sub(_REDACTED, text)
     text = _SECRET_PAIR.sub(lambda m: m.group(1) + m.group(2) + _REDACTED, text)
     return MSISDN_RE.sub(lambda m: mask_msisdn(m.group(0)), text)
 

@@ -59,6 +59,13 @@ def test_passwords_never_reach_a_log_line(captured: io.StringIO) -> None:
     assert "password=***" in out
 
 
+def test_a_short_password_is_masked_where_it_stands_alone_only() -> None:
+    register_secret("Qz7")  # such a password would be weak, but its logs must stay readable
+    assert mask_text("bind Qz7 refused; password Qz7.") == "bind *** refused; password ***."
+    assert mask_text("route Qz7l-0 and xQz7 up") == "route Qz7l-0 and xQz7 up"
+    assert mask_text("id=Qz7, (Qz7)") == "id=***, (***)"
+
+
 def test_json_lines_carry_ts_level_logger_msg_and_extra_fields(captured: io.StringIO) -> None:
     logs.configure("INFO", "json", captured)
     log = logging.getLogger("smsblast.engine")
