@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 from loadtest import plots
@@ -95,6 +96,12 @@ def main(argv: list[str] | None = None) -> int:
         help="an opt-out file of this many numbers for the engine (none of the recipients)",
     )
     parser.add_argument("--out", default="out", help="results go to OUT/e2e/")
+    parser.add_argument(
+        "--keep-ledger",
+        type=Path,
+        metavar="FILE",
+        help="move the last run's ledger file here (campaign 'bench'), e.g. to time a prune",
+    )
     args = parser.parse_args(argv)
     sizes = [int(x) for x in args.recipients.split(",")]
     route_list = routes(args.binds, args.window)
@@ -110,6 +117,7 @@ def main(argv: list[str] | None = None) -> int:
                 simulator_profile(route_list),
                 mix=DEFAULT_MIX,
                 optout=args.optout,
+                keep_ledger=args.keep_ledger,
             )
             result = summarise(last)
             mine.append(result)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -282,11 +283,14 @@ def run_stack(
     campaign_extra: Callable[[], dict[str, Any]] = dict,
     partitions: int = 4,
     optout: int = 0,
+    keep_ledger: Path | None = None,
 ) -> StackRun:
     """Fill a topic with ``n`` recipients, start the simulator with ``profile`` and run the
     engine to completion against it. ``campaign_extra()`` is called just before the engine
     starts (a deadline is relative to that moment). ``optout``: the size of an opt-out file
-    for the engine (numbers no recipient has: it costs memory and lookups, suppresses none)."""
+    for the engine (numbers no recipient has: it costs memory and lookups, suppresses none).
+    ``keep_ledger``: move the ledger file there at the end (for ``smsblast prune`` or
+    ``report`` on a real campaign's ledger)."""
     with tempfile.TemporaryDirectory() as tmp_name, EmbeddedBroker() as broker:
         tmp = Path(tmp_name)
         fill_s = asyncio.run(fill(broker.bootstrap, n, mix or capacity_mix(routes), partitions))
@@ -308,6 +312,8 @@ def run_stack(
         ]
         ledger = ledger_figures(tmp / "ledger.sqlite", CAMPAIGN)
         ledger_mb = round((tmp / "ledger.sqlite").stat().st_size / 1e6, 1)
+        if keep_ledger is not None:
+            shutil.move(tmp / "ledger.sqlite", keep_ledger)
     return StackRun(
         n, round(fill_s, 2), engine, sim_stats, ledger, ledger_mb, broker_rss, sim_rss, *used
     )
