@@ -14,7 +14,8 @@ import pytest
 
 pytest.importorskip("matplotlib")
 
-from loadtest import baseline, chaos, paced
+from loadtest import baseline, chaos, e2e, paced
+from smsblast.ledger import SqliteLedger
 
 
 def results(out: Path, scenario: str) -> dict[str, Any]:
@@ -25,6 +26,23 @@ def results(out: Path, scenario: str) -> dict[str, Any]:
     for plot in data["plots"]:
         assert (out / scenario / plot).stat().st_size > 1000
     return data
+
+
+def test_e2e_reports_cpu_per_recipient_and_keeps_the_ledger_when_asked(tmp_path: Path) -> None:
+    kept = tmp_path / "kept.sqlite"
+    argv = ["--recipients", "2000", "--out", str(tmp_path), "--keep-ledger", str(kept)]
+    assert e2e.main(argv) == 0
+    run = results(tmp_path, "e2e")["median"]
+    assert run["sim_duplicates"] == 0 and run["ledger"]["states"] == {"delivered": 2000}
+    cpu = run["cpu_us_per_recipient"]
+    assert cpu["engine"] > 0 and cpu["ledger_process"] > 0 and cpu["simulator"] > 0
+    parts = ("engine", "ledger_process", "simulator", "broker")
+    assert cpu["together"] == pytest.approx(sum(cpu[k] for k in parts), abs=0.5)
+    ledger = SqliteLedger(kept)
+    try:
+        assert ledger.counts("bench")["delivered"] == 2000
+    finally:
+        ledger.close()
 
 
 def test_paced_reports_per_bind_peaks_against_each_bind_tps(tmp_path: Path) -> None:
