@@ -98,7 +98,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default="out", help="results go to OUT/e2e/")
     parser.add_argument(
         "--keep-ledger",
-        type=Path,
         metavar="FILE",
         help="move the last run's ledger file here (campaign 'bench'), e.g. to time a prune",
     )
@@ -117,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
                 simulator_profile(route_list),
                 mix=DEFAULT_MIX,
                 optout=args.optout,
-                keep_ledger=args.keep_ledger,
+                keep_ledger=None if args.keep_ledger is None else Path(args.keep_ledger),
             )
             result = summarise(last)
             mine.append(result)
