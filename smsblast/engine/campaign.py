@@ -280,6 +280,19 @@ class CampaignRun:
 
     async def _run(self) -> None:
         engine = self.engine
+        # Pruned: its numbers left the ledger, so it must never run again. Checked before
+        # Kafka (no group join for nothing); `smsblast prune` cannot start meanwhile, since
+        # this engine holds the ledger's lock.
+        for info in await engine.ledger.campaigns():
+            if info.name == self.name and info.pruned_at is not None:
+                log.warning(
+                    "%s: pruned from the ledger (smsblast prune): it is over and is not sent "
+                    "again; give it a new name to send it again",
+                    self.name,
+                )
+                self.pruned_at = info.pruned_at
+                self.completed = True
+                return
         try:  # Kafka down or hung: wait for it (``waiting``), until it is back or a stop
             connected = await until_reachable(self.name, self._connect, self._stop_event)
         except (SegmentNotFound, KafkaError) as exc:
@@ -297,15 +310,6 @@ class CampaignRun:
                 (key.rsplit(":", 1)[0], int(key.rsplit(":", 1)[1])): int(off)
                 for key, off in info.snapshot.items()
             }
-            if info.pruned_at is not None:  # its numbers left the ledger: never again
-                log.warning(
-                    "%s: pruned from the ledger (smsblast prune): it is over and is not sent "
-                    "again; give it a new name to send it again",
-                    self.name,
-                )
-                self.pruned_at = info.pruned_at
-                self.completed = True
-                return
             if not self._controlled:  # an operator's control that came meanwhile is newer
                 self.control = Control(info.control)
             if self.control is Control.CANCELLED:
