@@ -1,7 +1,7 @@
 """`smsblast prune CAMPAIGN ...`: delete finished campaigns' per-recipient rows from the ledger.
 
 Why: the ledger keeps a row for every recipient and one for every part sent, about 3.1 GB for
-a wave of 17 million recipients (3,118.8 MB measured in session 7's 17M run). Wave after wave
+a wave of 17 million recipients (3,118.7 MB measured in a 17M benchmark run). Wave after wave
 the disk fills, and a full disk stops a blast in the middle of one. Pruning a finished wave
 frees its pages inside the ledger file. SQLite fills free pages before it grows a file, so
 the next wave goes into the space the pruned one left. The file itself does not shrink:
@@ -64,6 +64,22 @@ __all__ = [
 
 EXIT_OK, EXIT_REFUSED, EXIT_LEDGER = 0, 2, 3
 
+DESCRIPTION = """\
+Delete finished campaigns' (waves') per-recipient rows from the ledger, so that the disk
+does not fill wave after wave (about 3.1 GB for a 17M wave). The space goes to the next
+waves (--vacuum gives it back to the filesystem). The counts per route and state stay, and
+`smsblast report` prints them. A pruned campaign is never sent again: give it a new name to
+send the same message again.
+
+Refused, with nothing deleted: campaigns with recipients still pending (unless cancelled) or
+in flight at a crash (--force overrides), unknown campaigns, a ledger an engine is running
+on. Interrupted, run it again: it goes on where it stopped. docs/operations.md, "Disk: prune
+finished waves".
+
+Exit status: 0 pruned; 2 refused, nothing deleted; 3 SQLite failed midway (a full disk):
+run it again once there is room.
+"""
+
 #: Recipient rows are deleted by row id ranges, one transaction each, at least this wide,
 #: and at most BATCHES of them per campaign. Each transaction rewrites (in the WAL, then in
 #: the file) every page it touches, and a range's rows sit at random places in the
@@ -95,7 +111,7 @@ def add_parser(sub: Any) -> None:
     prune = sub.add_parser(
         "prune",
         help="delete finished campaigns' per-recipient rows from the ledger (keeps counts)",
-        description=__doc__,
+        description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     prune.add_argument("names", nargs="+", metavar="CAMPAIGN", help="campaigns (waves) to prune")
