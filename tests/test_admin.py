@@ -29,7 +29,7 @@ from smsblast.admin.ctl import base_url, format_table
 from smsblast.admin.server import BadPath, parse_route, serve_admin, start_admin
 from smsblast.cli import main
 from smsblast.config import AdminConfig, ConfigError, EngineConfig, load_engine_config
-from smsblast.ledger import AsyncLedger, CampaignInfo, Control
+from smsblast.ledger import AsyncLedger, CampaignInfo, Control, SqliteLedger
 from smsblast.minihttp import (
     BadRequest,
     Request,
@@ -183,6 +183,28 @@ async def test_a_cancelled_campaign_cannot_be_paused_or_resumed(
     assert await admin.control(WAVE) == "cancelled"
     status, _, body = await raw(admin.port, get(f"/campaigns/{WAVE}/resume", method="POST"))
     assert status == 409 and "cancelled" in json.loads(body)["error"]
+
+
+async def test_a_pruned_campaign_cannot_be_controlled(
+    admin: Admin,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """It never runs again: a pause or resume accepted for it would claim otherwise."""
+    monkeypatch.setenv("SMSBLAST_ADMIN_TOKEN", TOKEN)
+    pruner = SqliteLedger(tmp_path / "ledger.sqlite")  # as `smsblast prune` marks it
+    try:
+        pruner.mark_pruned(WAVE)
+    finally:
+        pruner.close()
+    for action in ("pause", "resume", "cancel"):
+        assert await ctl(action, WAVE, "--url", admin.url) == 1
+        assert "HTTP 409" in capsys.readouterr().err
+    assert await admin.control(WAVE) == "running" and admin.changes == []
+    status, _, body = await raw(admin.port, get(f"/campaigns/{WAVE}/pause", method="POST"))
+    assert status == 409 and "pruned" in json.loads(body)["error"]
+    assert await ctl("pause", "jaga-persatuan", "--url", admin.url) == 0  # the others still can
 
 
 async def test_a_campaign_waiting_for_its_start_can_be_paused_and_opens_paused(

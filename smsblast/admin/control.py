@@ -181,6 +181,12 @@ class LedgerController:
             runs_it = name in self._status()
             if current is None and not runs_it:
                 raise UnknownCampaign(name)
+            info = await self._find(name) if current is not None else None
+            if info is not None and info.pruned_at is not None:
+                raise ControlConflict(
+                    f"campaign {name} was pruned from the ledger (smsblast prune): it never "
+                    "runs again, so there is nothing to control"
+                )
             new = next_control(name, Control(current) if current else Control.RUNNING, control)
             await self._ledger.set_control(name, new.value, runs_it)
             self._on_change(name, new)  # under the lock: the engine hears changes in order
