@@ -56,6 +56,7 @@ engine never used more than one core).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import functools
 import itertools
@@ -64,7 +65,7 @@ import os
 import sqlite3
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from operator import itemgetter
@@ -530,6 +531,18 @@ class SqliteLedger:
     def _begin(self) -> None:
         self._conn.execute("BEGIN IMMEDIATE")
 
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[None]:
+        """One write transaction around the ``with`` body: BEGIN IMMEDIATE, then COMMIT
+        (:meth:`_commit`), or ROLLBACK if the body raised (anything, cancellation too)."""
+        self._begin()
+        try:
+            yield
+        except BaseException:
+            self._rollback()
+            raise
+        self._commit()
+
     def _commit(self) -> None:
         """COMMIT, or roll back and raise: a COMMIT that fails (SQLITE_BUSY, a full disk) can
         leave the transaction open, and every later BEGIN would then fail."""
@@ -576,8 +589,7 @@ class SqliteLedger:
         if not new:
             return
         conn = self._conn
-        self._begin()
-        try:
+        with self._transaction():
             conn.executemany("INSERT OR IGNORE INTO sources (topic, partition) VALUES (?, ?)", new)
             found = {
                 (topic, partition): int(sid)
@@ -585,10 +597,6 @@ class SqliteLedger:
                     "SELECT id, topic, partition FROM sources"
                 )
             }
-        except BaseException:
-            self._rollback()
-            raise
-        self._commit()
         self._sources = found
 
     # ------------------------------------------------------------------ campaigns
@@ -606,8 +614,7 @@ class SqliteLedger:
         if snapshot is None:
             raise LedgerError(f"no campaign {campaign!r} in the ledger and no snapshot to start it")
         conn = self._conn
-        self._begin()
-        try:
+        with self._transaction():
             conn.execute(
                 "INSERT INTO campaigns (name, snapshot, control, created_at, first_id) "
                 "VALUES (?, ?, ifnull((SELECT control FROM early_controls WHERE name = ?1), "
@@ -615,10 +622,6 @@ class SqliteLedger:
                 (campaign, json.dumps(snapshot, sort_keys=True), self._clock()),
             )
             conn.execute("DELETE FROM early_controls WHERE name = ?", (campaign,))
-        except BaseException:
-            self._rollback()
-            raise
-        self._commit()
         info = self._info(campaign)
         assert info is not None
         return info
@@ -659,8 +662,7 @@ class SqliteLedger:
             value = Control(control)
         except ValueError:
             raise LedgerError(f"control must be one of {[c.value for c in Control]}") from None
-        self._begin()
-        try:
+        with self._transaction():
             changed = self._conn.execute(
                 "UPDATE campaigns SET control = ? WHERE name = ?", (value.value, campaign)
             ).rowcount
@@ -671,10 +673,6 @@ class SqliteLedger:
                     "INSERT OR REPLACE INTO early_controls (name, control) VALUES (?, ?)",
                     (campaign, value.value),
                 )
-        except BaseException:
-            self._rollback()
-            raise
-        self._commit()
 
     # ------------------------------------------------------------------ claims
     def claim(self, campaign: str, claims: Sequence[Claim], state: State) -> list[State | None]:
@@ -777,8 +775,7 @@ class SqliteLedger:
         cid, _ = self._campaign(campaign)
         conn = self._conn
         now = self._clock()
-        self._begin()
-        try:
+        with self._transaction():
             known = {
                 m
                 for (m,) in conn.execute(
@@ -802,10 +799,6 @@ class SqliteLedger:
                 fresh,
             )
             self._tally(cid, deltas)
-        except BaseException:
-            self._rollback()
-            raise
-        self._commit()
 
     # ------------------------------------------------------------------ outcomes
     def record_outcomes(self, campaign: str, rows: Sequence[Outcome]) -> None:
@@ -971,13 +964,8 @@ class SqliteLedger:
         """
         if not rows:
             return []
-        self._begin()
-        try:
+        with self._transaction():
             unmatched = self._apply_receipts(rows)
-        except BaseException:
-            self._rollback()
-            raise
-        self._commit()
         return unmatched
 
     def _apply_receipts(self, rows: Sequence[ReceiptRow]) -> list[ReceiptRow]:
@@ -1034,8 +1022,7 @@ class SqliteLedger:
         if not rows:
             return
         conn = self._conn
-        self._begin()
-        try:
+        with self._transaction():
             conn.executemany(
                 "INSERT INTO unmatched_receipts (key, state, raw_id, received_at) "
                 "VALUES (?, ?, ?, ?)",
@@ -1051,10 +1038,6 @@ class SqliteLedger:
                 )
                 self._bump_meta("receipts_overflow", excess)
                 parked -= excess
-        except BaseException:
-            self._rollback()
-            raise
-        self._commit()
         self._parked = parked
 
     def match_parked(self, now: float | None = None) -> int:
@@ -1064,18 +1047,13 @@ class SqliteLedger:
             return 0
         conn = self._conn
         cutoff = (self._clock() if now is None else now) - self.receipt_max_age
-        self._begin()
-        try:
+        with self._transaction():
             matched = self._match_parked_keys(None)
             expired = conn.execute(
                 "DELETE FROM unmatched_receipts WHERE received_at < ?", (cutoff,)
             ).rowcount
             self._bump_meta("receipts_expired", expired)
             parked = conn.execute("SELECT count(*) FROM unmatched_receipts").fetchone()[0]
-        except BaseException:
-            self._rollback()
-            raise
-        self._commit()
         self._parked = parked
         return matched
 
@@ -1158,8 +1136,7 @@ class SqliteLedger:
         code = _CODE[State(state)]
         conn = self._conn
         flight = self._flight.get(cid)
-        self._begin()
-        try:
+        with self._transaction():
             found = self._rows(cid, msisdns)
             deltas: Deltas = defaultdict(int)
             ids = []
@@ -1178,10 +1155,6 @@ class SqliteLedger:
                 (self._clock(), error, error, _json(ids)),
             )
             self._tally(cid, deltas)
-        except BaseException:
-            self._rollback()
-            raise
-        self._commit()
         if flight:
             settled = code >= _FIRST_FINAL
             for msisdn in changed:
@@ -1311,16 +1284,11 @@ class SqliteLedger:
         on the engine never runs it again, so its numbers, about to leave the ledger, can
         never be claimed as new. Its counts (the tallies) stay."""
         self._campaign(campaign)
-        self._begin()
-        try:
+        with self._transaction():
             self._conn.execute(
                 "UPDATE campaigns SET pruned_at = ifnull(pruned_at, ?) WHERE name = ?",
                 (self._clock(), campaign),
             )
-        except BaseException:
-            self._rollback()
-            raise
-        self._commit()
         info = self._info(campaign)
         assert info is not None and info.pruned_at is not None
         return info.pruned_at
@@ -1351,16 +1319,11 @@ class SqliteLedger:
         (campaign, msisdn) index takes these rows in random order, so a wide range
         (hundreds of thousands of rows) rewrites each of its pages about once per range."""
         cid, _ = self._campaign(campaign)
-        self._begin()
-        try:
+        with self._transaction():
             deleted = self._conn.execute(
                 f"DELETE FROM recipients WHERE id BETWEEN ? AND ? AND +campaign = {cid}",
                 (low, high),
             ).rowcount
-        except BaseException:
-            self._rollback()
-            raise
-        self._commit()
         return int(deleted)
 
     def delete_message_ids(
@@ -1372,8 +1335,7 @@ class SqliteLedger:
         ``None`` once the walk reached the end)."""
         cid, _ = self._campaign(campaign)
         conn = self._conn
-        self._begin()
-        try:
+        with self._transaction():
             where, args = ("", (limit,)) if after is None else ("WHERE key > ? ", (after, limit))
             keys = [
                 k
@@ -1387,10 +1349,6 @@ class SqliteLedger:
                     f"DELETE FROM message_ids WHERE key >= ? AND key <= ? AND campaign = {cid}",
                     (keys[0], keys[-1]),
                 ).rowcount
-        except BaseException:
-            self._rollback()
-            raise
-        self._commit()
         return deleted, keys[-1] if len(keys) == limit else None
 
     def space(self) -> tuple[int, int]:
