@@ -80,6 +80,17 @@ class LedgerLock:
         self._fd = fd
         return self
 
+    def try_acquire(self) -> str | None:
+        """:meth:`acquire`, for a command: ``None`` once the lock is held, else why it could
+        not be taken (another holder, named; or the lock file's error), for its error line."""
+        try:
+            self.acquire()
+        except LedgerInUse as exc:
+            return str(exc)
+        except OSError as exc:
+            return f"cannot lock the ledger: {self.path}: {exc.strerror}"
+        return None
+
     def release(self) -> None:
         """Give the lock back (idempotent). The file stays: removing it could let two
         processes lock two different files of one name."""

@@ -49,7 +49,7 @@ from typing import Any, TextIO
 
 from smsblast.config import ConfigError, load_engine_config
 from smsblast.ledger import Control, SqliteLedger
-from smsblast.ledger_lock import LedgerInUse, LedgerLock
+from smsblast.ledger_lock import LedgerLock
 from smsblast.smpp.constants import status_name
 
 __all__ = [
@@ -293,13 +293,9 @@ def prune_main(args: argparse.Namespace) -> int:
         say(f"ledger.path: {problem}")
         return EXIT_REFUSED
     lock = LedgerLock(path, command="smsblast prune")
-    try:
-        lock.acquire()
-    except LedgerInUse as exc:
-        say(str(exc))
-        return EXIT_REFUSED
-    except OSError as exc:
-        say(f"cannot lock the ledger: {lock.path}: {exc.strerror}")
+    refused = lock.try_acquire()
+    if refused is not None:
+        say(refused)
         return EXIT_REFUSED
     try:
         ledger = SqliteLedger(path)

@@ -26,7 +26,7 @@ from smsblast.config import (
     load_engine_config,
 )
 from smsblast.gctune import tune_for_throughput
-from smsblast.ledger_lock import LedgerInUse, LedgerLock
+from smsblast.ledger_lock import LedgerLock
 from smsblast.logs import register_secret
 
 if TYPE_CHECKING:
@@ -207,13 +207,9 @@ async def run_engine(config: Any, campaigns: list[Any], options: RunOptions) -> 
         print(f"smsblast run: configuration error:\nledger.path: {problem}", file=sys.stderr)
         return RunResult(EXIT_CONFIG, False)
     lock = LedgerLock(config.ledger.path)
-    try:
-        lock.acquire()
-    except LedgerInUse as exc:
-        print(f"smsblast run: {exc}", file=sys.stderr)
-        return RunResult(EXIT_CONFIG, False)
-    except OSError as exc:
-        print(f"smsblast run: cannot lock the ledger: {lock.path}: {exc.strerror}", file=sys.stderr)
+    refused = lock.try_acquire()
+    if refused is not None:
+        print(f"smsblast run: {refused}", file=sys.stderr)
         return RunResult(EXIT_CONFIG, False)
     try:
         return await _run_locked(config, campaigns, options)
