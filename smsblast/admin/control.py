@@ -177,11 +177,12 @@ class LedgerController:
         """A campaign this engine runs but has not opened yet (waiting for its start) can be
         controlled too: the ledger keeps the control and opens the campaign with it."""
         async with self._lock:
-            current = await self._ledger.control(name)
+            info = await self._find(name)
+            # not opened yet: the control asked for it before it opens, if any
+            current = info.control if info is not None else await self._ledger.control(name)
             runs_it = name in self._status()
             if current is None and not runs_it:
                 raise UnknownCampaign(name)
-            info = await self._find(name) if current is not None else None
             if info is not None and info.pruned_at is not None:
                 raise ControlConflict(
                     f"campaign {name} was pruned from the ledger (smsblast prune): it never "
