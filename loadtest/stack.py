@@ -215,11 +215,12 @@ def _wait_sampling(pid: int) -> tuple[int, Any, float, float, dict[int, float]]:
             peaks = round(sum(children_hwm.values()), 1)
             return status, usage, peaks, round(total_peak, 1), cpu
         total = _proc_mb(pid, "VmRSS") or 0.0
-        for proc in (pid, *child_pids(pid)):
+        children = child_pids(pid)
+        for proc in (pid, *children):
             seconds = cpu_seconds(proc)
             if seconds is not None:
                 cpu[proc] = seconds
-        for child in child_pids(pid):
+        for child in children:
             total += _proc_mb(child, "VmRSS") or 0.0
             hwm = _proc_mb(child, "VmHWM")
             if hwm is not None:
