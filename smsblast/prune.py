@@ -244,7 +244,6 @@ def _write_rows(rows: Iterable[tuple[Any, ...]], text: TextIO) -> int:
 class PruneResult:
     recipients: int  # recipient rows deleted
     message_ids: int  # part rows deleted
-    pruned_at: float
 
 
 def prune_campaign(
@@ -252,7 +251,7 @@ def prune_campaign(
 ) -> PruneResult:
     """Mark ``campaign`` pruned, then delete its rows batch by batch (checks and the archive
     come first: :func:`prune_main`)."""
-    pruned_at = ledger.mark_pruned(campaign)
+    ledger.mark_pruned(campaign)
     low, high = ledger.recipient_ids(campaign)
     width = batch or max(MIN_BATCH, (high - low + 1) // BATCHES)
     recipients = 0
@@ -269,7 +268,7 @@ def prune_campaign(
         parts += n
         if after_key is None:
             break
-    return PruneResult(recipients, parts, pruned_at)
+    return PruneResult(recipients, parts)
 
 
 def _megabytes(n: int) -> str:
