@@ -60,7 +60,7 @@ import logging
 import math
 import time
 from collections import Counter, defaultdict
-from collections.abc import Collection
+from collections.abc import Collection, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
@@ -75,6 +75,7 @@ from smsblast.engine.jobs import Job, WorkItem
 from smsblast.engine.offsets import OffsetTracker
 from smsblast.engine.planner import aim, plan_route, remaining_recipients
 from smsblast.engine.reconnect import describe, transient, until_reachable
+from smsblast.engine.slicing import slices
 from smsblast.engine.snapshot import SegmentNotFound, segment_end_offsets
 from smsblast.ledger import Claim, Control, Outcome, PendingRow, State
 from smsblast.render import MissingField
@@ -100,6 +101,8 @@ SPLIT_CACHE_MAX = 4096
 ROUTE_DOWN_PARK = 2.0
 #: Records per read batch: one ledger transaction each.
 READ_BATCH = 5000
+#: Records prepared, or claimed recipients started, between two turns of the event loop.
+SLICE = 1000
 BACKLOG_SECONDS = 3.0  # a route may hold what it sends in this long (see _prepare)
 #: The plan loop: gates (pause, quiet hours), pacing and projection, re-done this often.
 PLAN_TICK = 0.5
@@ -522,7 +525,7 @@ class CampaignRun:
                     await asyncio.sleep(1.0)
                     continue
                 if batch:
-                    prepared = self._prepare(consumer, batch)
+                    prepared = await self._prepare_in_slices(consumer, batch)
                     if recording is not None:
                         await recording
                     recording = asyncio.create_task(self._record(prepared))
@@ -545,18 +548,38 @@ class CampaignRun:
         return True
 
     # ------------------------------------------------------------------ one batch
-    def _prepare(
+    async def _prepare_in_slices(
         self, consumer: AIOKafkaConsumer, batch: dict[TopicPartition, list[Any]]
     ) -> _Batch:
+        """:meth:`_prepare` a slice at a time, with a turn of the loop between slices (so
+        the binds' responses are read meanwhile: engine.slicing says why)."""
+        routes_added: Counter[str] = Counter()
+        whole = _Batch([], [], [], [])
+        for piece in slices(batch, SLICE):
+            part = self._prepare(consumer, piece, routes_added)
+            whole.rejects.extend(part.rejects)
+            whole.reject_offsets.extend(part.reject_offsets)
+            whole.dead.extend(part.dead)
+            whole.claims.extend(part.claims)
+            await asyncio.sleep(0)
+        return whole
+
+    def _prepare(
+        self,
+        consumer: AIOKafkaConsumer,
+        batch: Mapping[TopicPartition, Sequence[Any]],
+        routes_added: Counter[str],
+    ) -> _Batch:
         """Turn a batch of records into what must be recorded: rejects (and their dead
-        letters) and claims, each new recipient parked or not. No I/O."""
+        letters) and claims, each new recipient parked or not. No I/O. ``routes_added``:
+        parts this batch queues per route (its earlier slices included), for the parking
+        decisions; updated here."""
         engine = self.engine
         rejects: list[tuple[str, State, str]] = []
         reject_offsets: list[tuple[PartKey, int]] = []
         dead: list[tuple[Any, str, str]] = []
         claims: list[tuple[Claim, PartKey, int, tuple[PartSpec, ...], bool]] = []
         store_text = not self.template.is_static
-        routes_added: Counter[str] = Counter()
         now = asyncio.get_running_loop().time()
         read = 0
         route_down = {r: p.down_for(now) > ROUTE_DOWN_PARK for r, p in engine.pools.items()}
@@ -676,10 +699,14 @@ class CampaignRun:
         existing = await engine.ledger.claim(
             self.name, [c for c, _, _, _, _ in claims], State.PENDING
         )
+        # Classified in one pass (a number twice in the batch must find its first claim
+        # in _active), started a slice at a time with a turn of the loop between slices.
+        starts = []
         for (claim, key, offset, parts, parked), before in zip(claims, existing, strict=True):
             route = claim.route or ""
             if before is None and not parked:
-                self._start(claim.msisdn, route, parts, key, offset)
+                self._active.add(claim.msisdn)
+                starts.append((claim.msisdn, route, parts, key, offset))
                 continue
             if before is None:  # parked: durable; the backfill sends it when the route can
                 self.pending_routes.add(route)
@@ -691,6 +718,11 @@ class CampaignRun:
                 self.stats["duplicates"] += 1
                 self._m_dup.inc()
             tracker.complete(key, offset)
+        for at in range(0, len(starts), SLICE):
+            if at:
+                await asyncio.sleep(0)
+            for start in starts[at : at + SLICE]:
+                self._start(*start)
 
     def _split(self, text: str) -> tuple[PartSpec, ...]:
         cached = self._split_cache.get(text)
