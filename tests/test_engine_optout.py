@@ -9,12 +9,16 @@ import json
 import signal
 import sqlite3
 import subprocess
+import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from smsblast.ledger import SqliteLedger
+from smsblast.engine.engine import Engine
+from smsblast.ledger import AsyncLedger, Claim, SqliteLedger, State
 from smsblast.msisdn import normalize_msisdn
 from smsblast.optout import OptOutList
 from smsblast.segments import produce, synthetic_recipients
@@ -171,3 +175,50 @@ async def test_a_refusal_reaches_recipients_already_queued_in_memory(
     assert totals["duplicates"] == 0
     assert counts["suppressed"] == REFUSING and counts["delivered"] == QUEUED - REFUSING
     assert ledger_states(tmp_path, late, QUEUED) == {"suppressed"}
+
+
+async def test_a_refusal_during_the_claim_round_trip_is_honoured(
+    kafka_bootstrap: str, kafka_topic: TopicFactory, tmp_path: Path
+) -> None:
+    """A number that opts out after its batch was checked against the list and while the
+    batch's claim is in the ledger is not sent: its job carries the list's version of the
+    check, so the armer reads the list again. (It carried the version of the moment it was
+    queued, after the claim, and such a number was sent.)"""
+    route = RouteSpec("telkomsel", ("811", "812", "813"), tps=2000, window=10)
+    topic = await kafka_topic(partitions=1)
+    numbers = [f"62811{i:08d}" for i in range(200)]
+    await fill(kafka_bootstrap, topic, numbers)
+    late = set(numbers[::7])
+    optout = OptOutList()
+    loop = asyncio.get_running_loop()
+    path = str(tmp_path / "ledger.sqlite")
+
+    class RefusalsDuringTheClaim(SqliteLedger):
+        """Adds ``late`` to the engine's opt-out list (on the engine's loop) while it
+        claims them, after the engine checked them against the list."""
+
+        def claim(self, campaign: str, claims: Sequence[Claim], state: State) -> list[Any]:
+            result = super().claim(campaign, claims, state)
+            refusing = [c.msisdn for c in claims if c.msisdn in late]
+            added = threading.Event()
+
+            def refuse() -> None:
+                for n in refusing:
+                    optout.add(n)
+                added.set()
+
+            loop.call_soon_threadsafe(refuse)
+            assert added.wait(10)
+            return result
+
+    async with Simulator(simulator_profile([route])) as smsc:
+        config = engine_config(kafka_bootstrap, smsc.port, [route], path)
+        ledger = AsyncLedger(factory=lambda: RefusalsDuringTheClaim(path))
+        engine = Engine(config, [campaign("roundtrip", [topic])], ledger, optout, drain_timeout=3.0)
+        await asyncio.wait_for(engine.run(until_done=True), 60)
+        counts = await ledger.counts("roundtrip")
+        await ledger.close()
+        totals = smsc.stats()["totals"]
+    assert totals["submits_accepted"] == len(numbers) - len(late)
+    assert counts["suppressed"] == len(late) and counts["delivered"] == len(numbers) - len(late)
+    assert ledger_states(tmp_path, sorted(late), len(numbers)) == {"suppressed"}

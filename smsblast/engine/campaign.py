@@ -120,6 +120,9 @@ class _Batch(NamedTuple):
     reject_offsets: list[tuple[PartKey, int]]
     dead: list[tuple[Any, str, str]]
     claims: list[tuple[Claim, PartKey, int, tuple[PartSpec, ...], bool]]
+    #: The opt-out list's version the claims were checked against (engine._arm checks a
+    #: recipient again if the list has changed since).
+    optout_version: int
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -554,7 +557,7 @@ class CampaignRun:
         """:meth:`_prepare` a slice at a time, with a turn of the loop between slices (so
         the binds' responses are read meanwhile: engine.slicing says why)."""
         routes_added: Counter[str] = Counter()
-        whole = _Batch([], [], [], [])
+        whole = _Batch([], [], [], [], self.engine.optout.version)  # the oldest of the slices'
         for piece in slices(batch, SLICE):
             part = self._prepare(consumer, piece, routes_added)
             whole.rejects.extend(part.rejects)
@@ -669,13 +672,13 @@ class CampaignRun:
                 claims.append((claim, key, rec.offset, parts, parked))
         self._m_read.inc(read)
         self._m_lag.set(self._unread())
-        return _Batch(rejects, reject_offsets, dead, claims)
+        return _Batch(rejects, reject_offsets, dead, claims, optout.version)
 
     async def _record(self, batch: _Batch) -> None:
         """Durable facts first; then queue, dead-letter and complete offsets."""
         engine = self.engine
         tracker = self.tracker
-        rejects, reject_offsets, dead, claims = batch
+        rejects, reject_offsets, dead, claims, optout_version = batch
         if rejects:
             await engine.ledger.record_rejects(self.name, rejects)
         if dead:  # Kafka unreachable: wait for it (the batch's claims wait too)
@@ -706,7 +709,7 @@ class CampaignRun:
             route = claim.route or ""
             if before is None and not parked:
                 self._active.add(claim.msisdn)
-                starts.append((claim.msisdn, route, parts, key, offset))
+                starts.append((claim.msisdn, route, parts, key, offset, optout_version))
                 continue
             if before is None:  # parked: durable; the backfill sends it when the route can
                 self.pending_routes.add(route)
@@ -749,7 +752,12 @@ class CampaignRun:
         parts: tuple[PartSpec, ...],
         key: PartKey | None,
         offset: int,
+        optout_version: int,
     ) -> None:
+        """Queue a claimed recipient's parts on its route. ``optout_version``: the opt-out
+        list's version it was checked against (it is checked again before it is armed if
+        the list has changed since: a claim's round trip, or a turn of the loop, may let a
+        refusal in)."""
         job = Job(
             self,
             msisdn,
@@ -757,7 +765,7 @@ class CampaignRun:
             parts,
             key,
             offset,
-            optout_version=self.engine.optout.version,
+            optout_version=optout_version,
             started=time.monotonic(),
         )
         self._jobs_seen += 1
@@ -976,6 +984,7 @@ class CampaignRun:
             # Refused since it was claimed (parked, or left PENDING by a stop or a crash):
             # the opt-out list is read again here, never only at the claim.
             optout = self.engine.optout
+            checked = optout.version
             sendable: list[PendingRow] = []
             refused: list[str] = []
             for row in fresh:
@@ -990,14 +999,18 @@ class CampaignRun:
                 self._m_supp.inc(len(refused))
                 self.stats["suppressed"] += len(refused)
                 log.info("%s: %d pending recipient(s) opted out meanwhile", self.name, len(refused))
-            for row in sendable:
+            for i, row in enumerate(sendable):
+                if i and i % SLICE == 0:
+                    await asyncio.sleep(0)  # a turn of the loop (engine.slicing says why)
+                    if self._stopping:
+                        return  # the rest stay PENDING, as at any stop
                 text = row.text if row.text is not None else self.template.render({}, "empty")
                 try:
                     parts = self._split(text)
                 except (TooManyPartsError, TextEncodingError) as exc:  # config changed since
                     await ledger.mark(self.name, [row.msisdn], State.REJECTED, str(exc))
                     continue
-                self._start(row.msisdn, route, parts, None, -1)
+                self._start(row.msisdn, route, parts, None, -1, checked)
 
     # ------------------------------------------------------------------ completion
     async def _drain(self) -> None:
