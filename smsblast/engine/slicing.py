@@ -5,8 +5,9 @@ Why: the read loop takes READ_BATCH (5,000) records at a time, one ledger transa
 (parse, route, render: ~7 us a record) held the event loop for ~35 ms, and every bind's
 window sat idle meanwhile: measured, the binds' windows were 90% full with 15-25k parts
 queued, and the engine's core 80% busy. Preparing it in slices of 1,000, with a turn of
-the loop between them, raised 1M end to end from 22,201-22,609/s to 24,263/s (BENCHMARKS.md,
-"Session 11"). The ledger still gets the whole batch in one call.
+the loop between them, raised 1M end to end from 21,797 and 22,593/s to 23,564 and
+23,337/s (alternating runs; BENCHMARKS.md, "Session 11"). The ledger still gets the whole
+batch in one call.
 """
 
 from __future__ import annotations
