@@ -311,6 +311,7 @@ class Ledger(Protocol):
     def counts(self, campaign: str) -> dict[str, int]: ...
     def counts_by_route(self, campaign: str) -> dict[str, dict[str, int]]: ...
     def report(self, campaign: str, unknown_cap: int = 1000) -> dict[str, Any]: ...
+    def campaign_info(self, campaign: str) -> CampaignInfo | None: ...
     def campaigns(self) -> list[CampaignInfo]: ...
     def close(self) -> None: ...
 
@@ -613,7 +614,7 @@ class SqliteLedger:
         starts with the control an operator asked for before it opened (``set_control`` with
         ``before_open``), else running.
         """
-        info = self._info(campaign)
+        info = self.campaign_info(campaign)
         if info is not None:
             return info
         if snapshot is None:
@@ -627,11 +628,12 @@ class SqliteLedger:
                 (campaign, json.dumps(snapshot, sort_keys=True), self._clock()),
             )
             conn.execute("DELETE FROM early_controls WHERE name = ?", (campaign,))
-        info = self._info(campaign)
+        info = self.campaign_info(campaign)
         assert info is not None
         return info
 
-    def _info(self, campaign: str) -> CampaignInfo | None:
+    def campaign_info(self, campaign: str) -> CampaignInfo | None:
+        """The campaign of this name, or None if the ledger has none."""
         row = self._conn.execute(
             "SELECT name, snapshot, control, created_at, pruned_at FROM campaigns WHERE name = ?",
             (campaign,),
@@ -648,7 +650,7 @@ class SqliteLedger:
     def control(self, campaign: str) -> str | None:
         """The campaign's control; for one not opened yet, the control asked for it before
         (``None`` when nobody asked)."""
-        info = self._info(campaign)
+        info = self.campaign_info(campaign)
         if info is not None:
             return info.control
         row = self._conn.execute(
@@ -1214,7 +1216,7 @@ class SqliteLedger:
         One pass over the campaign's rows and over ``message_ids``.
         """
         cid, first_id = self._campaign(campaign)
-        info = self._info(campaign)
+        info = self.campaign_info(campaign)
         assert info is not None
         conn = self._conn
         by_route: dict[str, dict[str, int]] = {}
@@ -1294,7 +1296,7 @@ class SqliteLedger:
                 "UPDATE campaigns SET pruned_at = ifnull(pruned_at, ?) WHERE name = ?",
                 (self._clock(), campaign),
             )
-        info = self._info(campaign)
+        info = self.campaign_info(campaign)
         assert info is not None and info.pruned_at is not None
         return info.pruned_at
 
@@ -1533,6 +1535,9 @@ class AsyncLedger:
 
     async def report(self, campaign: str, unknown_cap: int = 1000) -> dict[str, Any]:
         return cast("dict[str, Any]", await self._call("report", campaign, unknown_cap))
+
+    async def campaign_info(self, campaign: str) -> CampaignInfo | None:
+        return cast("CampaignInfo | None", await self._call("campaign_info", campaign))
 
     async def campaigns(self) -> list[CampaignInfo]:
         return cast("list[CampaignInfo]", await self._call("campaigns"))

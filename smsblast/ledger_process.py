@@ -69,6 +69,7 @@ _CALLS: Final[dict[str, tuple[int, Callable[[Any], Any] | None] | None]] = {
     "counts": None,
     "counts_by_route": None,
     "report": None,
+    "campaign_info": None,
     "campaigns": None,
 }
 _CLOSE: Final = "close"

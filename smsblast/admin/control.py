@@ -143,12 +143,6 @@ class LedgerController:
         self._ready = ready
         self._lock = asyncio.Lock()  # one read-check-write at a time
 
-    async def _find(self, name: str) -> CampaignInfo | None:
-        for info in await self._ledger.campaigns():
-            if info.name == name:
-                return info
-        return None
-
     async def campaigns(self) -> list[dict[str, Any]]:
         """The ledger's campaigns, oldest first, then those this engine runs and has not
         opened yet, by name."""
@@ -161,7 +155,7 @@ class LedgerController:
         return entries
 
     async def inspect(self, name: str) -> dict[str, Any] | None:
-        info = await self._find(name)
+        info = await self._ledger.campaign_info(name)
         status = self._status().get(name)
         if info is not None:
             entry = campaign_entry(info, status)
@@ -177,7 +171,7 @@ class LedgerController:
         """A campaign this engine runs but has not opened yet (waiting for its start) can be
         controlled too: the ledger keeps the control and opens the campaign with it."""
         async with self._lock:
-            info = await self._find(name)
+            info = await self._ledger.campaign_info(name)
             # not opened yet: the control asked for it before it opens, if any
             current = info.control if info is not None else await self._ledger.control(name)
             runs_it = name in self._status()

@@ -289,16 +289,16 @@ class CampaignRun:
         # Pruned: its numbers left the ledger, so it must never run again. Checked before
         # Kafka (no group join for nothing); `smsblast prune` cannot start meanwhile, since
         # this engine holds the ledger's lock.
-        for info in await engine.ledger.campaigns():
-            if info.name == self.name and info.pruned_at is not None:
-                log.warning(
-                    "%s: pruned from the ledger (smsblast prune): it is over and is not sent "
-                    "again; give it a new name to send it again",
-                    self.name,
-                )
-                self.pruned_at = info.pruned_at
-                self.completed = True
-                return
+        known = await engine.ledger.campaign_info(self.name)
+        if known is not None and known.pruned_at is not None:
+            log.warning(
+                "%s: pruned from the ledger (smsblast prune): it is over and is not sent "
+                "again; give it a new name to send it again",
+                self.name,
+            )
+            self.pruned_at = known.pruned_at
+            self.completed = True
+            return
         try:  # Kafka down or hung: wait for it (``waiting``), until it is back or a stop
             connected = await until_reachable(self.name, self._connect, self._stop_event)
         except (SegmentNotFound, KafkaError) as exc:
