@@ -488,7 +488,12 @@ class SqliteLedger:
                 # end to end against 22,358 and 22,086/s with 10,000 (BENCHMARKS.md,
                 # "Session 11"), the ledger process's CPU unchanged.
                 "wal_autocheckpoint=50000",
-                "journal_size_limit=67108864",
+                # Above the ~206 MB the WAL reaches between checkpoints, so it is reused in
+                # place. Cut back to 64 MB after each checkpoint, it grew again block by
+                # block (allocated and zeroed by the filesystem): the ledger bench at 3M
+                # (BENCHMARKS.md, "Session 12") spent 30.5-31.2 s in COMMIT with 64 MB
+                # and 22.3-24.6 s with no limit.
+                "journal_size_limit=268435456",
                 "busy_timeout=10000",
             ):
                 conn.execute(f"PRAGMA {pragma}")
