@@ -20,6 +20,10 @@ on the last), and replies come back in order, each resolving the oldest waiting 
 Rows cross as plain tuples: pickling a NamedTuple costs a Python call per row
 (``__getnewargs__``), measured at 8% of the engine's samples; the child rebuilds them.
 
+A second thread copies the WAL into the database file every second (smsblast.checkpointer),
+so the COMMIT that reaches SQLite's checkpoint threshold does not make a claim wait for ~200 MB
+of copying.
+
 Crash semantics. The child answers a call only after its transaction committed, and the
 engine acts (submits, commits offsets) only on the answer, so a reply lost with a dead engine
 leaves nothing sent that the ledger does not know about. The child ignores SIGINT and SIGTERM
@@ -44,6 +48,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import IO, Any, Final
 
+from smsblast.checkpointer import Checkpointer
 from smsblast.gctune import tune_for_throughput
 from smsblast.ledger import Claim, LedgerError, Outcome, ReceiptRow, SqliteLedger, open_failed
 
@@ -124,7 +129,10 @@ def serve(sock: socket.socket, path: str, options: dict[str, Any]) -> int:
     except Exception as exc:
         sock.sendall(frame((False, _portable(exc))))
         return 1
+    checkpointer = None if path == ":memory:" else Checkpointer(path)
     try:
+        if checkpointer is not None:
+            checkpointer.start()
         sock.sendall(frame((True, None)))
         while True:
             try:
@@ -142,6 +150,8 @@ def serve(sock: socket.socket, path: str, options: dict[str, Any]) -> int:
             except OSError:
                 return 0
     finally:
+        if checkpointer is not None:
+            checkpointer.stop()  # first: the ledger's close is then the last, and tidies the WAL
         ledger.close()
     with contextlib.suppress(OSError):
         sock.sendall(frame((True, None)))
