@@ -14,7 +14,10 @@ process's peak RSS. Numbers are generated per batch from the index (a bijection 
 benchmark itself holds nothing per recipient and peak RSS is the ledger's.
 
     python -m loadtest.ledger_bench [-n 1000000] [--batch 2000] [--order both]
-        [--sorted] [--random-ids] [--dir /tmp]
+        [--sorted] [--random-ids] [--dir /tmp] [--checkpoint-every SECONDS]
+
+``--checkpoint-every`` runs the engine's background checkpointer (smsblast.checkpointer)
+beside the ledger, as the ledger process does; the CPU figures then include its thread.
 
 Numbers vary with the machine and its load; nothing here gates CI.
 """
@@ -31,6 +34,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from smsblast.checkpointer import Checkpointer
 from smsblast.ledger import Claim, Outcome, ReceiptRow, SqliteLedger, State
 
 _SPREAD = 387_420_489  # 3**18: odd and not a multiple of 5, so i -> i*_SPREAD mod 10**9 is 1:1
@@ -134,12 +138,23 @@ class Bench:
             raise SystemExit("a replayed claim was taken as new")
 
 
-def run(order: str, n: int, batch: int, ordered: bool, random_ids: bool, folder: str) -> None:
+def run(
+    order: str,
+    n: int,
+    batch: int,
+    ordered: bool,
+    random_ids: bool,
+    folder: str,
+    checkpoint_every: float | None = None,
+) -> None:
     path = os.path.join(folder, f"ledger-bench-{order}-{os.getpid()}.db")
     for suffix in ("", "-wal", "-shm"):
         if os.path.exists(path + suffix):
             os.remove(path + suffix)
     ledger = SqliteLedger(path)
+    checkpointer = None if checkpoint_every is None else Checkpointer(path, checkpoint_every)
+    if checkpointer is not None:
+        checkpointer.start()
     ledger.open_campaign(_CAMPAIGN, {"bench.segments:0": n})
     bench = Bench(ledger, batch, ordered, random_ids)
     batches = n // batch
@@ -165,6 +180,8 @@ def run(order: str, n: int, batch: int, ordered: bool, random_ids: bool, folder:
     recount = ledger.recount(_CAMPAIGN)
     recount_s = time.perf_counter() - recount_start
     size = sum(os.path.getsize(path + s) for s in ("", "-wal", "-shm") if os.path.exists(path + s))
+    if checkpointer is not None:
+        checkpointer.stop()
     ledger.close()
     rows = batches * batch
     recipients = sum(p.cpu for name, p in bench.phases.items() if name != "replay")
@@ -172,6 +189,7 @@ def run(order: str, n: int, batch: int, ordered: bool, random_ids: bool, folder:
         f"{order}: {rows:,} recipients, batch {batch}, "
         f"{'sorted' if ordered else 'random'} numbers, "
         f"{'random' if random_ids else 'sequential'} message ids"
+        + ("" if checkpoint_every is None else f", checkpoints every {checkpoint_every} s")
     )
     for name, phase in bench.phases.items():
         print(phase.line(name))
@@ -198,10 +216,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--sorted", action="store_true", help="numbers in ascending order")
     parser.add_argument("--random-ids", action="store_true", help="random message ids")
     parser.add_argument("--dir", default=tempfile.gettempdir(), help="where the DB file goes")
+    parser.add_argument(
+        "--checkpoint-every", type=float, default=None, help="background checkpoints (s)"
+    )
     args = parser.parse_args(argv)
     orders = ("phased", "pipelined") if args.order == "both" else (args.order,)
     for order in orders:
-        run(order, args.n, args.batch, args.sorted, args.random_ids, args.dir)
+        run(
+            order,
+            args.n,
+            args.batch,
+            args.sorted,
+            args.random_ids,
+            args.dir,
+            args.checkpoint_every,
+        )
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"peak RSS {peak:,.0f} MB (SQLite page cache capped at 64 MB)")
     return 0

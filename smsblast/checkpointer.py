@@ -5,9 +5,9 @@ checkpoint copies those pages into the database file and syncs both, and then th
 starts the WAL over. Left to the writer alone, the COMMIT that takes the WAL past 50,000
 pages (``wal_autocheckpoint``) does the whole copy, ~200 MB of random pages at millions of
 recipients, and waits for the disk while the engine's next claim queues behind it. Measured
-with the ledger bench at 3M recipients (``BENCHMARKS.md``, "Session 12"): claims went from
-77,900-80,100 to 89,000 rows/s of wall time and the 99th-percentile COMMIT from 222-241 to
-166 ms with a copy every second; the process's CPU was the same (78.5 against 77.1-80.2 s).
+(``BENCHMARKS.md``, "Session 12"): with a copy every second the ledger bench at 3M recipients
+claimed 88,094 rows/s of wall time against 78,893 without (the process's CPU the same, 78.8
+and 79.0 s), and 17M recipients end to end took 767 s against 789 s.
 
 Theory of operation: :class:`Checkpointer` opens its own connection to the file and runs
 ``PRAGMA wal_checkpoint(PASSIVE)`` every ``every`` seconds. PASSIVE never blocks the writer and
