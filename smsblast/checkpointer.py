@@ -12,11 +12,11 @@ and 79.0 s), and 17M recipients end to end took 767 s against 789 s.
 Theory of operation: :class:`Checkpointer` opens its own connection to the file and runs
 ``PRAGMA wal_checkpoint(PASSIVE)`` every ``every`` seconds. PASSIVE never blocks the writer and
 never waits for it: it copies the pages committed so far and returns. The writer keeps its
-own automatic checkpoint, which now finds most pages copied and has only the tail left; it
-is also what starts the WAL over (SQLite does that only after a checkpoint that copied
-everything, at the writer's next transaction). SQLite releases the GIL while it copies, so
-the copy runs beside the ledger's calls. Nothing here decides durability: a page is in the
-WAL when its COMMIT returns, whether or not this thread ever copies it.
+own automatic checkpoint, which now finds most pages copied and has only the tail left.
+SQLite starts the WAL over at the writer's next transaction once a checkpoint (either one)
+has copied everything. SQLite releases the GIL while it copies, so the copy runs beside the
+ledger's calls. Nothing here decides durability: a page is in the WAL when its COMMIT
+returns, whether or not this thread ever copies it.
 
 An error (a full disk, a file that is not a database) is logged once and the thread goes on
 trying every ``every`` seconds; the writer's own checkpoints are unaffected, so the worst
