@@ -6,6 +6,7 @@ import asyncio
 import logging
 import sqlite3
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -30,8 +31,7 @@ def _rows_in_database_file(path: Path) -> int:
         conn.close()
 
 
-def _wait_for(check: object, timeout: float = 5.0) -> None:
-    assert callable(check)
+def _wait_for(check: Callable[[], bool], timeout: float = 5.0) -> None:
     deadline = time.monotonic() + timeout
     while not check() and time.monotonic() < deadline:
         time.sleep(0.02)
