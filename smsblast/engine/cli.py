@@ -416,7 +416,8 @@ def not_started(run: CampaignRun) -> str:
 def format_summary(name: str, counts: dict[str, int], stats: dict[str, int]) -> str:
     total = sum(counts.values())
     states = "  ".join(f"{k} {v:,}" for k, v in sorted(counts.items()) if v)
-    extra = f"  duplicates {stats.get('duplicates', 0):,}" if stats.get("duplicates") else ""
+    # duplicates: numbers already claimed; parked: waited in the ledger for a busy route
+    extra = "".join(f"  {key} {stats[key]:,}" for key in ("duplicates", "parked") if stats.get(key))
     return f"campaign {name}: {total:,} recipient(s): {states}{extra}"
 
 
