@@ -34,18 +34,37 @@ power cut may lose the last transactions, never consistency.
 Cost: rows are written with ``executemany`` over tuples (or the caller's NamedTuples as they
 are); per-call constants (campaign id, state, timestamp) are inlined into the SQL text, so a
 statement is compiled once per batch and stepped once per row. ``recipients`` is a rowid table
-in claim order with a unique index on (campaign, msisdn): outcomes and receipts update recently
-claimed rows, which sit together on a few hot pages, while a table clustered by msisdn (WITHOUT
-ROWID) dirtied one random page per row per phase: 2.5x the CPU for random numbers (measured
-while designing this). Only the (campaign, msisdn) index takes random inserts, and that is the
-cost that grows: with numbers in random order each claim dirties its own index page once the
-index outgrows a batch, so claim CPU rises with campaign size (``loadtest/ledger_bench.py``:
-about 6, 10 and 16 us a row at 0.2M, 1M and 5M recipients; 3 us when numbers come sorted).
+in claim order: outcomes and receipts update recently claimed rows, which sit together on a
+few hot pages, while a table clustered by msisdn (WITHOUT ROWID) dirtied one random page per
+row per phase: 2.5x the CPU for random numbers (measured while designing this).
 Per-campaign per-route per-state tallies are kept in the same transactions, so ``counts`` is
 O(routes), not a scan. Memory does not grow with the campaign: SQLite's page cache is capped
-(``cache_mb``), and the only per-recipient state in Python is a bounded cache (``flight_cache``)
+(``cache_mb``), and the per-recipient state in Python is bounded: a cache (``flight_cache``)
 of row ids for recipients this process claimed and still awaits outcomes for, which spares
-each outcome an index lookup.
+each outcome a lookup, and the newest numbers (below).
+
+Numbers: which (campaign, msisdn) the ledger has, and its row. A unique index on
+``recipients`` (campaign, msisdn), as versions 1-4 had, takes the numbers in random order:
+every COMMIT writes each index page a claim batch touched to the WAL (then the checkpoint
+copies it), so once the index outgrows a batch each claimed number costs about one page
+write, and claim CPU rose with the campaign (``loadtest/ledger_bench.py``: 7.9 and 11.0 us a
+row at 1M and 3M recipients, 3.4 us when numbers came sorted; a 1 GB page cache did not
+help: the cost is the writes, not the reads). So numbers are filed in sorted runs, in three
+places, each number in exactly one:
+
+* memory (``_recent``): the numbers of the rows from meta ``numbers_from`` on, up to
+  ``levels.in_memory``; rebuilt from those rows when the ledger opens (after a crash too);
+* ``numbers_recent``: when memory is full, the transaction that filled it sorts those rows'
+  numbers into this table (one pass over its pages) and moves ``numbers_from`` past them;
+* ``numbers``: beyond ``levels.recent`` rows in ``numbers_recent``, each write transaction
+  moves its next ``levels.move`` keys here, in key order, so one pass through the key space
+  touches each page of ``numbers`` about once.
+
+Each move is in the transaction that makes it necessary, so a crash leaves every number in
+exactly one place; the memory side changes only when that transaction commits (and what a
+rolled-back one put there leaves with it). The tables, not a constraint, keep a number
+unique, so one writer must own the file: the engine's lock (smsblast.ledger_lock) sees to
+that, and other processes only read or write controls.
 
 Not thread-safe: one :class:`SqliteLedger` belongs to one thread. :class:`AsyncLedger` runs one
 on a dedicated worker thread (:class:`ThreadBackend`) or, as the engine does, in a child process
@@ -82,6 +101,7 @@ __all__ = [
     "KeyedReceipt",
     "Ledger",
     "LedgerError",
+    "NumbersLevels",
     "Outcome",
     "PendingRow",
     "ReceiptRow",
@@ -316,12 +336,45 @@ class Ledger(Protocol):
     def close(self) -> None: ...
 
 
-SCHEMA_VERSION: Final = 4
+SCHEMA_VERSION: Final = 5
+#: Where each (campaign, msisdn) of the ledger is found, and its row id: ``numbers`` and
+#: ``numbers_recent`` for rows below meta ``numbers_from``, the ledger's memory for the rows
+#: above (see the module docstring). Each number is in exactly one of the three.
+_NUMBERS_TABLES: Final = tuple(
+    f"CREATE TABLE IF NOT EXISTS {table} (campaign INTEGER NOT NULL, msisdn TEXT NOT NULL, "
+    "id INTEGER NOT NULL, PRIMARY KEY (campaign, msisdn)) WITHOUT ROWID"
+    for table in ("numbers", "numbers_recent")
+)
+
+
+class NumbersLevels(NamedTuple):
+    """When numbers move on (see the module docstring): ``in_memory`` numbers (~100 bytes
+    each) are sorted into ``numbers_recent`` at once; beyond ``recent`` rows there, each
+    write transaction moves its next ``move`` keys into ``numbers``."""
+
+    in_memory: int = 100_000
+    recent: int = 2_000_000
+    move: int = 10_000
+
+
+_LEVELS: Final = NumbersLevels()
+
+
 # Migrations from each older version to the next, run in order in one transaction.
 _MIGRATIONS: Final[dict[int, tuple[str, ...]]] = {
     1: ("ALTER TABLE message_ids ADD COLUMN submit_at REAL",),  # 2: per-part submit time
     2: (),  # 3: early_controls (a new table: _SCHEMA creates it)
     3: ("ALTER TABLE campaigns ADD COLUMN pruned_at REAL",),  # 4: smsblast prune
+    4: (  # 5: the numbers tables replace the unique index on recipients (campaign, msisdn)
+        *_NUMBERS_TABLES,
+        "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) "
+        "WITHOUT ROWID",
+        "INSERT INTO numbers (campaign, msisdn, id) "
+        "SELECT campaign, msisdn, id FROM recipients ORDER BY campaign, msisdn",
+        "DROP INDEX IF EXISTS recipients_by_msisdn",
+        "INSERT OR REPLACE INTO meta (key, value) "
+        "VALUES ('numbers_from', (SELECT ifnull(max(id), 0) + 1 FROM recipients))",
+    ),
 }
 
 _SCHEMA: Final = """
@@ -361,7 +414,6 @@ CREATE TABLE IF NOT EXISTS recipients (
     created_at REAL NOT NULL,
     updated_at REAL NOT NULL
 );
-CREATE UNIQUE INDEX IF NOT EXISTS recipients_by_msisdn ON recipients (campaign, msisdn);
 CREATE INDEX IF NOT EXISTS recipients_pending ON recipients (campaign, route) WHERE state = 0;
 CREATE TABLE IF NOT EXISTS tallies (
     campaign INTEGER NOT NULL,
@@ -465,9 +517,11 @@ class SqliteLedger:
         receipt_max_age: float = 2 * 86400.0,
         max_parked: int = 1_000_000,
         flight_cache: int = 64_000,
+        levels: NumbersLevels = _LEVELS,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.path = os.fspath(path)
+        self.levels = NumbersLevels(*levels)  # a list when it came through JSON
         self.flight_cache = flight_cache
         self.receipt_max_age = receipt_max_age
         self.max_parked = max_parked
@@ -511,6 +565,28 @@ class SqliteLedger:
             for sid, topic, partition in conn.execute("SELECT id, topic, partition FROM sources")
         )
         self._parked: int = conn.execute("SELECT count(*) FROM unmatched_receipts").fetchone()[0]
+        # The numbers of the newest rows (id >= numbers_from), per campaign: msisdn -> id.
+        self._undo: list[tuple[int, str]] = []  # put in _recent by the open transaction
+        self._after_commit: list[Callable[[], None]] = []
+        self._recent: defaultdict[int, dict[str, int]] = defaultdict(dict)
+        row = conn.execute("SELECT value FROM meta WHERE key = 'numbers_from'").fetchone()
+        # Never above the next row id: `smsblast prune` may have deleted the newest rows.
+        self._numbers_from = min(1 if row is None else int(row[0]), self._next_id())
+        self._recent_n = 0
+        for cid, msisdn, rid in conn.execute(
+            f"SELECT campaign, msisdn, id FROM recipients WHERE id >= {self._numbers_from}"
+        ):
+            self._recent[cid][msisdn] = rid
+            self._recent_n += 1
+        self._on_disk_recent: int = conn.execute("SELECT count(*) FROM numbers_recent").fetchone()[
+            0
+        ]
+        self._move_after: tuple[int, str] = (-1, "")  # numbers_recent -> numbers, in key order
+        self._filled = {  # has the table ever had a row (stays True: a cheap, safe answer)
+            t: conn.execute(f"SELECT EXISTS (SELECT 1 FROM {t})").fetchone()[0] == 1
+            for t in ("numbers_recent", "numbers")
+        }
+        self._filing = False  # _file_numbers ran in the open transaction
 
     # ------------------------------------------------------------------ plumbing
     def _create_schema(self) -> None:
@@ -526,7 +602,7 @@ class SqliteLedger:
                 for old in range(version, SCHEMA_VERSION):
                     for statement in _MIGRATIONS[old]:
                         conn.execute(statement)
-            for statement in _SCHEMA.split(";"):
+            for statement in (*_SCHEMA.split(";"), *_NUMBERS_TABLES):
                 if statement.strip():
                     conn.execute(statement)
             conn.executemany(
@@ -541,6 +617,9 @@ class SqliteLedger:
 
     def _begin(self) -> None:
         self._conn.execute("BEGIN IMMEDIATE")
+        self._undo.clear()
+        self._after_commit.clear()
+        self._filing = False
 
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[None]:
@@ -562,10 +641,120 @@ class SqliteLedger:
         except BaseException:
             self._rollback()
             raise
+        self._undo.clear()
+        while self._after_commit:
+            self._after_commit.pop(0)()
 
     def _rollback(self) -> None:
         if self._conn.in_transaction:
             self._conn.execute("ROLLBACK")
+        self._after_commit.clear()
+        while self._undo:  # newest first: numbers this transaction put in memory
+            cid, msisdn = self._undo.pop()
+            self._recent[cid].pop(msisdn, None)
+            self._recent_n -= 1
+
+    # ------------------------------------------------------------------ numbers
+    def _known(self, cid: int, msisdns: Iterable[str]) -> dict[str, int]:
+        """msisdn -> row id of the given numbers the campaign already has."""
+        recent = self._recent.get(cid, {})
+        found: dict[str, int] = {}
+        rest = []
+        for msisdn in msisdns:
+            rid = recent.get(msisdn)
+            if rid is None:
+                rest.append(msisdn)
+            else:
+                found[msisdn] = rid
+        # One seek per number and table, json_each the outer loop (CROSS JOIN keeps it
+        # there): ~1.1 us a number against 1M keys, where IN (SELECT ...) first built a
+        # sorted copy of the list (~1.4 us). A table never filled is not looked at.
+        tables = [t for t in ("numbers_recent", "numbers") if self._filled[t]]
+        if rest and tables:
+            found.update(
+                self._conn.execute(
+                    " UNION ALL ".join(
+                        f"SELECT j.value, n.id FROM json_each(?1) AS j CROSS JOIN {t} AS n "
+                        f"WHERE n.campaign = {cid} AND n.msisdn = j.value"
+                        for t in tables
+                    ),
+                    (_json(rest),),
+                )
+            )
+        return found
+
+    def _insert_recipients(
+        self, cid: int, sql: str, rows: Sequence[Any], msisdns: list[str]
+    ) -> tuple[int, int]:
+        """Insert new recipient rows (``msisdns``: their numbers, in order, none known yet)
+        and keep their numbers in memory; returns the row ids before and after (first, and
+        last + 1: the rows have first..last when they are as many as the rows)."""
+        conn = self._conn
+        first = self._next_id()
+        conn.executemany(sql, rows)
+        last = self._next_id()
+        if last - first == len(msisdns):  # always, unless a row id was taken out of turn
+            pairs: Iterable[tuple[str, int]] = zip(msisdns, range(first, last), strict=True)
+        else:
+            pairs = conn.execute(
+                f"SELECT msisdn, id FROM recipients WHERE id >= {first} AND +campaign = {cid}"
+            ).fetchall()
+        recent = self._recent[cid]
+        undo = self._undo
+        for msisdn, rid in pairs:
+            recent[msisdn] = rid
+            undo.append((cid, msisdn))
+        self._recent_n += len(msisdns)
+        self._file_numbers()
+        return first, last
+
+    def _file_numbers(self) -> None:
+        """Within the open transaction: once enough numbers are in memory, sort them into
+        ``numbers_recent`` (one pass over its pages); once that is big, move its next keys
+        into ``numbers`` (a slice of the key space a time, so each pass over ``numbers``
+        touches each of its pages about once). The memory side changes on COMMIT."""
+        if self._filing:
+            return
+        self._filing = True
+        conn = self._conn
+        levels = self.levels
+        if self._recent_n >= levels.in_memory:
+            moved = conn.execute(
+                "INSERT INTO numbers_recent (campaign, msisdn, id) SELECT campaign, msisdn, id "
+                f"FROM recipients WHERE id >= {self._numbers_from} ORDER BY campaign, msisdn"
+            ).rowcount
+            upto = self._next_id()
+            conn.execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES ('numbers_from', ?)", (upto,)
+            )
+            self._after_commit.append(functools.partial(self._filed, upto, moved))
+        if self._on_disk_recent > levels.recent:
+            rows = conn.execute(
+                "SELECT campaign, msisdn, id FROM numbers_recent "
+                f"WHERE (campaign, msisdn) > (?, ?) ORDER BY campaign, msisdn LIMIT {levels.move}",
+                self._move_after,
+            ).fetchall()
+            if rows:
+                conn.executemany("INSERT INTO numbers (campaign, msisdn, id) VALUES (?,?,?)", rows)
+                conn.execute(
+                    "DELETE FROM numbers_recent "
+                    "WHERE (campaign, msisdn) >= (?, ?) AND (campaign, msisdn) <= (?, ?)",
+                    (*rows[0][:2], *rows[-1][:2]),
+                )
+            after = (-1, "") if len(rows) < levels.move else (rows[-1][0], rows[-1][1])
+            self._after_commit.append(functools.partial(self._moved, after, len(rows)))
+
+    def _filed(self, upto: int, n: int) -> None:
+        self._recent.clear()
+        self._recent_n = 0
+        self._numbers_from = upto
+        self._on_disk_recent += n
+        self._filled["numbers_recent"] = True
+
+    def _moved(self, after: tuple[int, str], n: int) -> None:
+        self._move_after = after
+        self._on_disk_recent -= n
+        self._filled["numbers"] = True
 
     def _campaign(self, campaign: str) -> tuple[int, int]:
         found = self._ids.get(campaign)
@@ -706,52 +895,55 @@ class SqliteLedger:
             source_sql = "(SELECT id FROM sources WHERE topic = ?4 AND partition = ?5)"
         now = _sql_float(self._clock())
         insert = (
-            "INSERT OR IGNORE INTO recipients (campaign, msisdn, state, route, parts, source, "
+            "INSERT INTO recipients (campaign, msisdn, state, route, parts, source, "
             "src_offset, text, created_at, updated_at) "
             f"VALUES ({cid}, ?1, {code}, ?2, ?3, {source_sql}, ?6, ?7, {now}, {now})"
         )
-        conn = self._conn
+        msisdns = list(map(_FIRST, claims))
         self._begin()
         try:
-            first = self._next_id()
-            before = conn.total_changes
-            conn.executemany(insert, claims)
-            if conn.total_changes - before == len(claims):  # the usual case: all new
-                self._tally(cid, _route_counts(Counter(map(_ROUTE, claims)), code))
-                last = self._next_id()
-                self._commit()
-                self._remember(cid, claims, code, first, last)
-                return [None] * len(claims)
-            # Some were known (or repeated in the batch): undo, look them up, insert the rest.
-            self._rollback()
-            self._begin()
-            known: dict[str, int] = dict(
-                conn.execute(
-                    f"SELECT msisdn, state FROM recipients WHERE campaign = {cid} "
-                    "AND msisdn IN (SELECT value FROM json_each(?))",
-                    (_json(map(_FIRST, claims)),),
-                )
-            )
-            result: list[State | None] = []
-            fresh: list[Claim] = []
-            for c in claims:
-                old = known.get(c[0])
-                if old is None:
-                    known[c[0]] = code
-                    fresh.append(c)
-                    result.append(None)
-                else:
-                    result.append(_STATE_OF[old])
-            first = self._next_id()
-            conn.executemany(insert, fresh)
+            known = self._known(cid, msisdns)
+            if not known and len(set(msisdns)) == len(msisdns):  # the usual case: all new
+                fresh: Sequence[Claim] = claims
+                result: list[State | None] = [None] * len(claims)
+            else:  # some known, or repeated in the batch (the first claims it)
+                states = self._states(known.values())
+                result = []
+                fresh = []
+                seen: set[str] = set()
+                for c in claims:
+                    rid = known.get(c[0])
+                    if rid is not None:
+                        result.append(_STATE_OF[states[rid]])
+                    elif c[0] in seen:
+                        result.append(_STATE_OF[code])
+                    else:
+                        seen.add(c[0])
+                        fresh.append(c)
+                        result.append(None)
+                msisdns = list(map(_FIRST, fresh))
+            first, last = self._insert_recipients(cid, insert, fresh, msisdns)
             self._tally(cid, _route_counts(Counter(map(_ROUTE, fresh)), code))
-            last = self._next_id()
         except BaseException:
             self._rollback()
             raise
         self._commit()
         self._remember(cid, fresh, code, first, last)
         return result
+
+    def _states(self, ids: Iterable[int]) -> dict[int, int]:
+        """row id -> state code; :class:`LedgerError` if a row the numbers point to is gone."""
+        wanted = set(ids)
+        states = {
+            int(rid): int(code)
+            for rid, code in self._conn.execute(
+                "SELECT id, state FROM recipients WHERE id IN (SELECT value FROM json_each(?))",
+                (_json(wanted),),
+            )
+        }
+        if len(states) != len(wanted):
+            raise LedgerError(f"{self.path}: numbers point to missing recipient rows")
+        return states
 
     def _next_id(self) -> int:
         """The id the next recipient row gets (rowids grow by one from the largest)."""
@@ -785,17 +977,9 @@ class SqliteLedger:
         if not rows:
             return
         cid, _ = self._campaign(campaign)
-        conn = self._conn
         now = self._clock()
         with self._transaction():
-            known = {
-                m
-                for (m,) in conn.execute(
-                    f"SELECT msisdn FROM recipients WHERE campaign = {cid} "
-                    "AND msisdn IN (SELECT value FROM json_each(?))",
-                    (_json(map(_FIRST, rows)),),
-                )
-            }
+            known = set(self._known(cid, map(_FIRST, rows)))
             fresh = []
             deltas: Counter[tuple[str, int]] = Counter()
             for msisdn, state, reason in rows:
@@ -805,10 +989,12 @@ class SqliteLedger:
                 code = _CODE[State(state)]
                 fresh.append((cid, msisdn, code, reason, now, now))
                 deltas["", code] += 1
-            conn.executemany(
+            self._insert_recipients(
+                cid,
                 "INSERT INTO recipients (campaign, msisdn, state, parts, error, created_at, "
                 "updated_at) VALUES (?, ?, ?, 0, ?, ?, ?)",
                 fresh,
+                [row[1] for row in fresh],
             )
             self._tally(cid, deltas)
 
@@ -840,15 +1026,17 @@ class SqliteLedger:
             found = self._rows(cid, [o[0] for o in rows])
             missing = {o[0]: o for o in rows if o[0] not in found}
             if missing:  # engine bug or hand-made outcome: make it countable, not lost
-                conn.executemany(
+                self._insert_recipients(
+                    cid,
                     "INSERT INTO recipients (campaign, msisdn, state, parts, created_at, "
                     "updated_at) VALUES (?, ?, ?, ?, ?, ?)",
                     [
                         (cid, m, _IN_FLIGHT, max(1, len(o.message_ids)), now, now)
                         for m, o in missing.items()
                     ],
+                    list(missing),
                 )
-                found.update(self._recipients_by_msisdn(cid, _json(missing)))
+                found.update(self._recipients_by_msisdn(cid, list(missing)))
                 self._tally(cid, Counter({("", _IN_FLIGHT): len(missing)}))
             deltas: Deltas = defaultdict(int)
             # Rows with early receipts also set delivered and the parts' receipts: separate
@@ -939,7 +1127,7 @@ class SqliteLedger:
         can (the cache's lists themselves: the caller may update them), else the table."""
         flight = self._flight.get(cid)
         if not flight:
-            return self._recipients_by_msisdn(cid, _json(msisdns))
+            return self._recipients_by_msisdn(cid, msisdns)
         found: dict[str, list[Any]] = {}
         lookup = []
         for msisdn in msisdns:
@@ -949,20 +1137,24 @@ class SqliteLedger:
             else:
                 found[msisdn] = hit
         if lookup:
-            found.update(self._recipients_by_msisdn(cid, _json(lookup)))
+            found.update(self._recipients_by_msisdn(cid, lookup))
         return found
 
-    def _recipients_by_msisdn(self, cid: int, msisdns_json: str) -> dict[str, list[Any]]:
+    def _recipients_by_msisdn(self, cid: int, msisdns: Iterable[str]) -> dict[str, list[Any]]:
         """msisdn -> [id, state code, route or '', parts, delivered] for the numbers given
-        (a JSON array)."""
-        return {
-            m: [rid, code, route, parts, delivered]
-            for m, rid, code, route, parts, delivered in self._conn.execute(
-                f"SELECT msisdn, id, state, ifnull(route, ''), parts, delivered FROM recipients "
-                f"WHERE campaign = {cid} AND msisdn IN (SELECT value FROM json_each(?))",
-                (msisdns_json,),
+        that the campaign has."""
+        ids = self._known(cid, msisdns)
+        if not ids:
+            return {}
+        rows = {
+            rid: [rid, code, route, parts, delivered]
+            for rid, code, route, parts, delivered in self._conn.execute(
+                "SELECT id, state, ifnull(route, ''), parts, delivered FROM recipients "
+                "WHERE id IN (SELECT value FROM json_each(?))",
+                (_json(ids.values()),),
             )
         }
+        return {m: rows[rid] for m, rid in ids.items() if rid in rows}
 
     # ------------------------------------------------------------------ receipts
     def record_receipts(self, rows: Sequence[ReceiptRow]) -> list[ReceiptRow]:
@@ -1326,17 +1518,34 @@ class SqliteLedger:
         return first_id, int(last)
 
     def delete_recipients(self, campaign: str, low: int, high: int) -> int:
-        """Delete the campaign's recipient rows with ids in ``low..high`` (one transaction);
-        returns how many. By id ranges, so the table's pages are each rewritten once; the
-        (campaign, msisdn) index takes these rows in random order, so a wide range
-        (hundreds of thousands of rows) rewrites each of its pages about once per range."""
+        """Delete the campaign's recipient rows with ids in ``low..high``, and their numbers
+        (one transaction); returns how many. By id ranges, so the table's pages are each
+        rewritten once; the numbers tables take these rows in random order, so a wide range
+        (hundreds of thousands of rows) rewrites each of their pages about once per range."""
         cid, _ = self._campaign(campaign)
+        conn = self._conn
         with self._transaction():
-            deleted = self._conn.execute(
+            for table in ("numbers", "numbers_recent"):
+                conn.execute(
+                    f"DELETE FROM {table} WHERE campaign = {cid} AND msisdn IN (SELECT msisdn "
+                    f"FROM recipients WHERE id BETWEEN ?1 AND ?2 AND +campaign = {cid})",
+                    (low, high),
+                )
+            deleted = conn.execute(
                 f"DELETE FROM recipients WHERE id BETWEEN ? AND ? AND +campaign = {cid}",
                 (low, high),
             ).rowcount
+            self._after_commit.append(functools.partial(self._forget, cid, low, high))
         return int(deleted)
+
+    def _forget(self, cid: int, low: int, high: int) -> None:
+        """Drop the numbers of deleted rows ``low..high`` from memory."""
+        recent = self._recent.get(cid)
+        if recent:
+            gone = [m for m, rid in recent.items() if low <= rid <= high]
+            for msisdn in gone:
+                del recent[msisdn]
+            self._recent_n -= len(gone)
 
     def delete_message_ids(
         self, campaign: str, after: str | None, limit: int
@@ -1460,7 +1669,9 @@ class AsyncLedger:
         *,
         factory: Callable[[], Ledger] | None = None,
         process: bool = False,
+        **options: Any,
     ) -> None:
+        """``options``: :class:`SqliteLedger`'s keyword arguments, for a ledger on a path."""
         self._closed = False
         self._backend: LedgerBackend
         if factory is None and path is None:
@@ -1468,9 +1679,11 @@ class AsyncLedger:
         if factory is None and process:
             from smsblast.ledger_process import ProcessBackend  # it imports this module
 
-            self._backend = ProcessBackend(os.fspath(path or ""))
+            self._backend = ProcessBackend(os.fspath(path or ""), **options)
         else:
-            self._backend = ThreadBackend(factory or functools.partial(SqliteLedger, path or ""))
+            self._backend = ThreadBackend(
+                factory or functools.partial(SqliteLedger, path or "", **options)
+            )
 
     def failure(self) -> asyncio.Future[LedgerError] | None:
         """A future that gets the error if the ledger stops serving on its own (its process

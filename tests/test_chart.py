@@ -98,6 +98,10 @@ def test_a_version_1_ledger_is_migrated_and_keeps_its_rows(tmp_path: Path) -> No
     conn.execute("ALTER TABLE message_ids DROP COLUMN submit_at")
     conn.execute("DROP TABLE early_controls")  # version 3's
     conn.execute("ALTER TABLE campaigns DROP COLUMN pruned_at")  # version 4's
+    conn.execute("DROP TABLE numbers")  # version 5's, which replaced the unique index
+    conn.execute("DROP TABLE numbers_recent")
+    conn.execute("DELETE FROM meta WHERE key = 'numbers_from'")
+    conn.execute("CREATE UNIQUE INDEX recipients_by_msisdn ON recipients (campaign, msisdn)")
     conn.execute("PRAGMA user_version = 1")
     conn.commit()
     conn.close()
@@ -105,6 +109,8 @@ def test_a_version_1_ledger_is_migrated_and_keeps_its_rows(tmp_path: Path) -> No
     led = SqliteLedger(path, clock=lambda: 2000.25)
     try:
         assert led.counts("old")["submitted"] == 1
+        again = [Claim("6281200000001", "telkomsel", 1, "t", 0, 0)]
+        assert led.claim("old", again, State.IN_FLIGHT) == [State.SUBMITTED]  # in numbers
         assert led.per_second("old").submits == {}  # old parts have no submit time
         led.claim("old", [Claim("6281200000002", "telkomsel", 1, "t", 0, 1)], State.IN_FLIGHT)
         led.record_outcomes(
@@ -118,5 +124,9 @@ def test_a_version_1_ledger_is_migrated_and_keeps_its_rows(tmp_path: Path) -> No
     finally:
         led.close()
     conn = sqlite3.connect(path)
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
+    assert conn.execute("SELECT msisdn, id FROM numbers").fetchall() == [("6281200000001", 1)]
+    assert not conn.execute(
+        "SELECT * FROM sqlite_master WHERE name = 'recipients_by_msisdn'"
+    ).fetchall()
     conn.close()

@@ -25,6 +25,7 @@ from smsblast.ledger import (
     AsyncLedger,
     Claim,
     LedgerError,
+    NumbersLevels,
     Outcome,
     ReceiptRow,
     SqliteLedger,
@@ -33,6 +34,8 @@ from smsblast.ledger import (
 
 CAMPAIGN = "spring-sale"
 SNAPSHOT = {"segments:0": 100, "segments:1": 50}
+#: Tiny levels, so a few dozen numbers pass through memory, numbers_recent and numbers.
+SMALL = NumbersLevels(in_memory=8, recent=12, move=5)
 
 LedgerFactory = Callable[..., SqliteLedger]
 
@@ -656,12 +659,13 @@ def test_report_accounts_for_every_recipient(ledger: SqliteLedger) -> None:
 @given(
     batches=st.lists(st.lists(st.integers(0, 30), max_size=12), max_size=6),
     settle=st.lists(st.integers(0, 30), max_size=20),
+    levels=st.sampled_from([NumbersLevels(), SMALL]),
 )
 def test_claims_agree_with_a_dict_model(
-    tmp_path: Path, batches: list[list[int]], settle: list[int]
+    tmp_path: Path, batches: list[list[int]], settle: list[int], levels: NumbersLevels
 ) -> None:
     path = tmp_path / f"model-{uuid.uuid4().hex}.db"  # hypothesis seeds `random`
-    led = SqliteLedger(path)
+    led = SqliteLedger(path, levels=levels)
     try:
         led.open_campaign(CAMPAIGN, {})
         model: dict[str, State] = {}
@@ -697,14 +701,16 @@ def test_claims_agree_with_a_dict_model(
         max_size=14,
     ),
     cache=st.sampled_from([0, 5, 250_000]),
+    levels=st.sampled_from([NumbersLevels(), SMALL]),
 )
 def test_the_engine_path_agrees_with_a_dict_model(
-    tmp_path: Path, steps: list[tuple[str, list[int]]], cache: int
+    tmp_path: Path, steps: list[tuple[str, list[int]]], cache: int, levels: NumbersLevels
 ) -> None:
     """claim PENDING -> mark IN_FLIGHT -> (back to PENDING) -> outcome, as the engine does:
-    whatever the cache holds, states and tallies match a plain dict."""
+    whatever the cache holds and wherever the numbers are, states and tallies match a plain
+    dict."""
     path = tmp_path / f"path-{uuid.uuid4().hex}.db"
-    led = SqliteLedger(path, flight_cache=cache)
+    led = SqliteLedger(path, flight_cache=cache, levels=levels)
     try:
         led.open_campaign(CAMPAIGN, {})
         model: dict[str, State] = {}
@@ -737,6 +743,117 @@ def test_the_engine_path_agrees_with_a_dict_model(
             assert counts[state.value] == sum(1 for s in model.values() if s is state)
     finally:
         led.close()
+
+
+# ---------------------------------------------------------------------- numbers
+
+
+def where_numbers_are(db_path: Path) -> dict[tuple[int, str], list[str]]:
+    """(campaign, msisdn) -> the places that hold it: the two tables, and 'memory' for rows
+    at or above numbers_from (what the ledger keeps in memory)."""
+    conn = sqlite3.connect(db_path)
+    try:
+        (start,) = conn.execute(
+            "SELECT ifnull((SELECT value FROM meta WHERE key = 'numbers_from'), 1)"
+        ).fetchone()
+        places: dict[tuple[int, str], list[str]] = {}
+        for table in ("numbers", "numbers_recent"):
+            for cid, number, rid in conn.execute(f"SELECT campaign, msisdn, id FROM {table}"):
+                (row,) = conn.execute(
+                    "SELECT campaign, msisdn FROM recipients WHERE id = ?", (rid,)
+                ).fetchall()
+                assert row == (cid, number), f"{table} points {number} to another row"
+                places.setdefault((cid, number), []).append(table)
+        for cid, number in conn.execute(
+            "SELECT campaign, msisdn FROM recipients WHERE id >= ?", (start,)
+        ):
+            places.setdefault((cid, number), []).append("memory")
+        total = conn.execute("SELECT count(*) FROM recipients").fetchone()[0]
+        assert len(places) == total, "a recipient row whose number is nowhere"
+        return places
+    finally:
+        conn.close()
+
+
+def test_numbers_pass_through_every_level_once_and_stay_known_across_restarts(
+    make_ledger: LedgerFactory, db_path: Path
+) -> None:
+    led = make_ledger(levels=SMALL)
+    led.open_campaign(CAMPAIGN, SNAPSHOT)
+    states = {}
+    for start in range(0, 45, 5):
+        state = State.PENDING if start % 10 else State.IN_FLIGHT
+        assert led.claim(CAMPAIGN, claims_for(range(start, start + 5)), state) == [None] * 5
+        states.update(dict.fromkeys(range(start, start + 5), state))
+        places = where_numbers_are(db_path)
+        assert all(len(p) == 1 for p in places.values()), places
+    assert {p[0] for p in places.values()} == {"numbers", "numbers_recent", "memory"}
+    led.record_outcomes(CAMPAIGN, [submitted(n) for n in (0, 21, 38)])
+    states.update(dict.fromkeys((0, 21, 38), State.SUBMITTED))
+    want = [states[n] for n in range(45)]
+    assert led.claim(CAMPAIGN, claims_for(range(45)), State.PENDING) == want
+    led.close()
+    for levels in (SMALL, NumbersLevels()):  # a restart, with the same levels or others
+        again = make_ledger(levels=levels)
+        assert again.claim(CAMPAIGN, claims_for(range(45)), State.PENDING) == want
+        again.close()
+    last = make_ledger(levels=SMALL)
+    assert last.claim(CAMPAIGN, claims_for([50, 51, 50, 7]), State.PENDING) == [
+        None,
+        None,
+        State.PENDING,  # the batch's first 50 claimed it
+        states[7],
+    ]
+    assert all(len(p) == 1 for p in where_numbers_are(db_path).values())
+    assert_tallies_match_rows(last)
+
+
+def test_deleting_rows_takes_their_numbers_from_every_level(
+    make_ledger: LedgerFactory, db_path: Path
+) -> None:
+    led = make_ledger(levels=SMALL)
+    for name in ("wave-1", "wave-2"):
+        led.open_campaign(name, {})
+        for start in range(0, 30, 5):
+            led.claim(name, claims_for(range(start, start + 5)), State.PENDING)
+    led.claim("wave-1", claims_for([30, 31, 32]), State.PENDING)  # these stay in memory
+    assert {p[0] for p in where_numbers_are(db_path).values()} == {
+        "numbers",
+        "numbers_recent",
+        "memory",
+    }
+    low, high = led.recipient_ids("wave-1")
+    assert led.delete_recipients("wave-1", low, high) == 33
+    places = where_numbers_are(db_path)
+    assert len(places) == 30 and {cid for cid, _ in places} == {2}
+    assert led.claim("wave-2", claims_for(range(30)), State.IN_FLIGHT) == [State.PENDING] * 30
+    # wave 1's numbers are new again (for the ledger: the engine never runs a pruned
+    # campaign), and filing them on does not meet stale entries
+    assert led.claim("wave-1", claims_for(range(33)), State.PENDING) == [None] * 33
+    assert all(len(p) == 1 for p in where_numbers_are(db_path).values())
+
+
+def test_a_rolled_back_claim_leaves_its_numbers_unknown(
+    ledger: SqliteLedger, db_path: Path
+) -> None:
+    """The numbers a failed transaction put in memory leave with it."""
+    ledger.claim(CAMPAIGN, claims_for(range(3)), State.PENDING)
+    conn = sqlite3.connect(db_path)
+    conn.execute(
+        "CREATE TRIGGER full BEFORE INSERT ON tallies WHEN NEW.route = 'boom' "
+        "BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END"
+    )
+    conn.commit()
+    with pytest.raises(sqlite3.IntegrityError, match="disk is full"):
+        ledger.claim(CAMPAIGN, claims_for(range(3, 6), route="boom"), State.PENDING)
+    conn.execute("DROP TRIGGER full")
+    conn.commit()
+    conn.close()
+    assert (
+        ledger.claim(CAMPAIGN, claims_for(range(6)), State.PENDING)
+        == [State.PENDING] * 3 + [None] * 3
+    )
+    assert_tallies_match_rows(ledger)
 
 
 # ---------------------------------------------------------------------- durability

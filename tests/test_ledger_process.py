@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -19,6 +20,7 @@ from smsblast.ledger import (
     AsyncLedger,
     Claim,
     LedgerError,
+    NumbersLevels,
     Outcome,
     ReceiptRow,
     SqliteLedger,
@@ -75,6 +77,39 @@ async def test_same_answers_as_the_ledger_on_a_thread(tmp_path: Path) -> None:
     assert got[1][:100] == [State.IN_FLIGHT] * 100 and got[1][100:] == [None] * 100
     # A receipt whose id was never recorded comes back unmatched (ids 250..258).
     assert sorted(r.key for r in got[3]) == sorted(f"{n:x}" for n in range(250, 260, 2))
+
+
+async def test_numbers_filed_on_in_the_child_give_the_same_answers(tmp_path: Path) -> None:
+    """Tiny levels reach the child through its options, so the script's numbers pass
+    through memory, numbers_recent and numbers there; the answers are those of the default
+    levels, where every number stays in memory."""
+    default = AsyncLedger(tmp_path / "default.sqlite")
+    tiny = AsyncLedger(
+        tmp_path / "tiny.sqlite",
+        process=True,
+        levels=NumbersLevels(in_memory=40, recent=60, move=20),
+    )
+    try:
+        expected = await _script(default)
+        got = await _script(tiny)
+        again = await tiny.claim("c", _claims(range(300)), State.PENDING)
+    finally:
+        await default.close()
+        await tiny.close()
+    assert got == expected
+    assert again == [
+        State.UNKNOWN if n >= 250 else State.SUBMITTED if n % 2 else State.DELIVERED
+        for n in range(300)
+    ]
+    conn = sqlite3.connect(tmp_path / "tiny.sqlite")
+    try:
+        filed = [
+            conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
+            for t in ("numbers_recent", "numbers")
+        ]
+    finally:
+        conn.close()
+    assert all(filed), filed  # both tables took numbers
 
 
 async def test_errors_come_back_typed_and_the_ledger_keeps_working(tmp_path: Path) -> None:
