@@ -60,6 +60,9 @@ places, each number in exactly one:
   moves its next ``levels.move`` keys here, in key order, so one pass through the key space
   touches each page of ``numbers`` about once.
 
+A claim then looks its numbers up (one seek per number and table) and appends its rows: 5.9
+and 8.4 us a row in the same bench at 1M and 3M (BENCHMARKS.md, "Session 13").
+
 Each move is in the transaction that makes it necessary, so a crash leaves every number in
 exactly one place; the memory side changes only when that transaction commits (and what a
 rolled-back one put there leaves with it). The tables, not a constraint, keep a number
@@ -84,11 +87,11 @@ import os
 import sqlite3
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from operator import itemgetter
-from typing import Any, Final, NamedTuple, Protocol, cast
+from typing import Any, Final, NamedTuple, Protocol, TypeVar, cast
 
 from smsblast.smpp.constants import status_name
 
@@ -449,6 +452,7 @@ _ROUTE = itemgetter(1)
 _SOURCE = itemgetter(3, 4)
 
 Deltas = defaultdict[tuple[str, int], int]
+_V = TypeVar("_V")
 
 
 def _sql_float(value: float) -> str:
@@ -457,6 +461,19 @@ def _sql_float(value: float) -> str:
 
 def _route_counts(routes: Counter[str | None], code: int) -> Counter[tuple[str, int]]:
     return Counter({(route or "", code): n for route, n in routes.items()})
+
+
+def _split_cached(cache: Mapping[str, _V], keys: Iterable[str]) -> tuple[dict[str, _V], list[str]]:
+    """The keys ``cache`` has, with their values, and the others (in order)."""
+    found: dict[str, _V] = {}
+    rest = []
+    for key in keys:
+        value = cache.get(key)
+        if value is None:
+            rest.append(key)
+        else:
+            found[key] = value
+    return found, rest
 
 
 def _json(values: Iterable[str] | Iterable[int]) -> str:
@@ -657,15 +674,7 @@ class SqliteLedger:
     # ------------------------------------------------------------------ numbers
     def _known(self, cid: int, msisdns: Iterable[str]) -> dict[str, int]:
         """msisdn -> row id of the given numbers the campaign already has."""
-        recent = self._recent.get(cid, {})
-        found: dict[str, int] = {}
-        rest = []
-        for msisdn in msisdns:
-            rid = recent.get(msisdn)
-            if rid is None:
-                rest.append(msisdn)
-            else:
-                found[msisdn] = rid
+        found, rest = _split_cached(self._recent.get(cid, {}), msisdns)
         # One seek per number and table, json_each the outer loop (CROSS JOIN keeps it
         # there): ~1.1 us a number against 1M keys, where IN (SELECT ...) first built a
         # sorted copy of the list (~1.4 us). A table never filled is not looked at.
@@ -1128,14 +1137,7 @@ class SqliteLedger:
         flight = self._flight.get(cid)
         if not flight:
             return self._recipients_by_msisdn(cid, msisdns)
-        found: dict[str, list[Any]] = {}
-        lookup = []
-        for msisdn in msisdns:
-            hit = flight.get(msisdn)
-            if hit is None:
-                lookup.append(msisdn)
-            else:
-                found[msisdn] = hit
+        found, lookup = _split_cached(flight, msisdns)
         if lookup:
             found.update(self._recipients_by_msisdn(cid, lookup))
         return found

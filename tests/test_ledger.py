@@ -875,10 +875,10 @@ def test_everything_survives_close_and_reopen(
 _WRITER = textwrap.dedent(
     """
     import sys
-    from smsblast.ledger import Claim, Outcome, ReceiptRow, SqliteLedger, State
+    from smsblast.ledger import Claim, NumbersLevels, Outcome, ReceiptRow, SqliteLedger, State
 
     path, batch = sys.argv[1], int(sys.argv[2])
-    led = SqliteLedger(path)
+    led = SqliteLedger(path, levels=NumbersLevels(*map(int, sys.argv[3:])))
     led.open_campaign("crash", {"t:0": 0})
 
     def m(n):
@@ -908,13 +908,17 @@ _WRITER = textwrap.dedent(
 
 
 @pytest.mark.parametrize("kill_after", [0.3, 0.7, 1.3])
+@pytest.mark.parametrize(
+    "levels", [NumbersLevels(), NumbersLevels(1200, 3000, 700)], ids=["default", "small"]
+)
 def test_sigkill_at_a_random_moment_loses_nothing_committed(
-    tmp_path: Path, kill_after: float
+    tmp_path: Path, kill_after: float, levels: NumbersLevels
 ) -> None:
+    """With small levels the kill also lands while numbers are being filed on."""
     path = tmp_path / "crash.db"
     batch = 500
     child = subprocess.Popen(
-        [sys.executable, "-c", _WRITER, str(path), str(batch)],
+        [sys.executable, "-c", _WRITER, str(path), str(batch), *map(str, levels)],
         stdout=subprocess.PIPE,
         text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
@@ -960,8 +964,13 @@ def test_sigkill_at_a_random_moment_loses_nothing_committed(
         in_flight = led.in_flight("crash", 1_000_000)
         assert len(in_flight) == counts["in_flight"]
         assert counts["in_flight"] + counts["submitted"] + counts["delivered"] == total
+        # Every claimed number is known, each in exactly one place.
+        everyone = [Claim(m(n), "r", 1, "t", 0, n) for n in range(total)]
+        assert None not in led.claim("crash", everyone, State.IN_FLIGHT)
     finally:
         led.close()
+    places = where_numbers_are(path)
+    assert len(places) == total and all(len(p) == 1 for p in places.values())
 
 
 # ---------------------------------------------------------------------- asyncio
