@@ -916,14 +916,16 @@ class SqliteLedger:
                 fresh: Sequence[Claim] = claims
                 result: list[State | None] = [None] * len(claims)
             else:  # some known, or repeated in the batch (the first claims it)
-                states = self._states(known.values())
+                rows = self._rows_by_id(known.values())
+                if len(rows) != len(set(known.values())):
+                    raise LedgerError(f"{self.path}: numbers point to missing recipient rows")
                 result = []
                 fresh = []
                 seen: set[str] = set()
                 for c in claims:
                     rid = known.get(c[0])
                     if rid is not None:
-                        result.append(_STATE_OF[states[rid]])
+                        result.append(_STATE_OF[rows[rid][1]])
                     elif c[0] in seen:
                         result.append(_STATE_OF[code])
                     else:
@@ -940,19 +942,16 @@ class SqliteLedger:
         self._remember(cid, fresh, code, first, last)
         return result
 
-    def _states(self, ids: Iterable[int]) -> dict[int, int]:
-        """row id -> state code; :class:`LedgerError` if a row the numbers point to is gone."""
-        wanted = set(ids)
-        states = {
-            int(rid): int(code)
-            for rid, code in self._conn.execute(
-                "SELECT id, state FROM recipients WHERE id IN (SELECT value FROM json_each(?))",
-                (_json(wanted),),
+    def _rows_by_id(self, ids: Iterable[int]) -> dict[int, list[Any]]:
+        """row id -> [id, state code, route or '', parts, delivered] of the rows that exist."""
+        return {
+            rid: [rid, code, route, parts, delivered]
+            for rid, code, route, parts, delivered in self._conn.execute(
+                "SELECT id, state, ifnull(route, ''), parts, delivered FROM recipients "
+                "WHERE id IN (SELECT value FROM json_each(?))",
+                (_json(ids),),
             )
         }
-        if len(states) != len(wanted):
-            raise LedgerError(f"{self.path}: numbers point to missing recipient rows")
-        return states
 
     def _next_id(self) -> int:
         """The id the next recipient row gets (rowids grow by one from the largest)."""
@@ -1148,14 +1147,7 @@ class SqliteLedger:
         ids = self._known(cid, msisdns)
         if not ids:
             return {}
-        rows = {
-            rid: [rid, code, route, parts, delivered]
-            for rid, code, route, parts, delivered in self._conn.execute(
-                "SELECT id, state, ifnull(route, ''), parts, delivered FROM recipients "
-                "WHERE id IN (SELECT value FROM json_each(?))",
-                (_json(ids.values()),),
-            )
-        }
+        rows = self._rows_by_id(ids.values())
         return {m: rows[rid] for m, rid in ids.items() if rid in rows}
 
     # ------------------------------------------------------------------ receipts
