@@ -56,6 +56,8 @@ _DELIVER_SM = int(CommandId.DELIVER_SM)
 _DELIVER_SM_RESP = struct.Struct(">IIII")
 _CAN_DELIVER = (State.BOUND_RX, State.BOUND_TRX)
 _ACCEPTED = OutcomeKind.ACCEPTED
+#: A NamedTuple built without its Python-level ``__new__`` (see smpp.codec): one a response.
+_new = tuple.__new__
 
 _BIND_PDU: dict[BindMode, type[P.BindTransmitter | P.BindReceiver | P.BindTransceiver]] = {
     BindMode.TRANSCEIVER: P.BindTransceiver,
@@ -151,16 +153,20 @@ class EsmeConnection(asyncio.Protocol):
                         continue
                     status = frame.command_status
                     if status == 0:
-                        outcome = SubmitOutcome(
-                            _ACCEPTED,
-                            submit_sm_resp_message_id(frame.body),
-                            0,
-                            "",
-                            now - entry.sent_at,
+                        outcome = _new(
+                            SubmitOutcome,
+                            (
+                                _ACCEPTED,
+                                submit_sm_resp_message_id(frame.body),
+                                0,
+                                "",
+                                now - entry.sent_at,
+                            ),
                         )
                     else:
-                        outcome = SubmitOutcome(
-                            classify_status(status), "", status, "", now - entry.sent_at
+                        outcome = _new(
+                            SubmitOutcome,
+                            (classify_status(status), "", status, "", now - entry.sent_at),
                         )
                     try:
                         entry.callback(entry.context, outcome)

@@ -21,6 +21,8 @@ from typing import Any, NamedTuple
 from smsblast.client.outcome import SubmitOutcome
 
 Callback = Callable[[Any, SubmitOutcome], None]
+#: ``Entry(...)`` without the NamedTuple's Python-level ``__new__`` (see smpp.codec): one a submit.
+_new = tuple.__new__
 
 
 class Entry(NamedTuple):
@@ -53,7 +55,7 @@ class Window:
     def offer(self, seq: int, callback: Callback, context: Any, now: float, timeout: float) -> None:
         if seq in self.pending:
             raise ValueError(f"sequence number {seq} is already in flight")
-        self.pending[seq] = Entry(callback, context, now, now + timeout)
+        self.pending[seq] = _new(Entry, (callback, context, now, now + timeout))
 
     def complete(self, seq: int) -> Entry | None:
         """Remove and return the request answered by ``seq`` (None if unknown or expired)."""

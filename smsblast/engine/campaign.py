@@ -111,6 +111,9 @@ WARM_UP = 3.0
 STATES = ("waiting", "running", "quiet", "paused", "cancelled", "done", "failed")
 
 PartKey = tuple[str, int]
+#: ``tuple.__new__(Claim, (...))`` is ``Claim(...)`` without the Python-level ``__new__`` a
+#: NamedTuple runs (~0.1 us saved, timeit): claims, parts and outcomes are built per recipient.
+_new = tuple.__new__
 
 
 class _Batch(NamedTuple):
@@ -660,14 +663,17 @@ class CampaignRun:
                 )
                 if not parked:
                     routes_added[route] += len(parts)
-                claim = Claim(
-                    msisdn,
-                    route,
-                    len(parts),
-                    tp.topic,
-                    tp.partition,
-                    rec.offset,
-                    text if store_text else None,
+                claim = _new(
+                    Claim,
+                    (
+                        msisdn,
+                        route,
+                        len(parts),
+                        tp.topic,
+                        tp.partition,
+                        rec.offset,
+                        text if store_text else None,
+                    ),
                 )
                 claims.append((claim, key, rec.offset, parts, parked))
         self._m_read.inc(read)
@@ -772,7 +778,7 @@ class CampaignRun:
         self._parts_seen += len(parts)
         pool = self.engine.pools[route]
         for i in range(len(parts)):
-            pool.enqueue(WorkItem(job, i, 0))
+            pool.enqueue(_new(WorkItem, (job, i, 0)))
         self._active.add(msisdn)
         self._route_jobs[route] += 1
         self.in_memory += 1
@@ -869,8 +875,8 @@ class CampaignRun:
         else:
             state, status = State.SUBMITTED, 0
         # job.receipts itself: receipts keep joining it until _flush sends it.
-        outcome = Outcome(
-            job.msisdn, state, status, job.error, tuple(job.message_ids), job.receipts
+        outcome = _new(
+            Outcome, (job.msisdn, state, status, job.error, tuple(job.message_ids), job.receipts)
         )
         self._outcomes.append((outcome, job.partition, job.offset, job.route))
         self._active.discard(job.msisdn)

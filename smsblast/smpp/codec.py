@@ -33,6 +33,9 @@ _HEADER = struct.Struct(">IIII")
 _TLV_HEADER = struct.Struct(">HH")
 _unpack_header = _HEADER.unpack_from
 _pack_header = _HEADER.pack
+#: ``tuple.__new__(Frame, (...))`` is ``Frame(...)`` without the Python-level ``__new__`` a
+#: NamedTuple runs (0.23 against 0.12 us, timeit): a frame is cut for every PDU received.
+_new = tuple.__new__
 
 #: Status a peer is answered with when a given C-string field is malformed.
 _FIELD_STATUS = {
@@ -331,7 +334,7 @@ class FrameDecoder:
                 body = bytes(buf[pos + HEADER_LENGTH : pos + length])
                 pos += length
                 self._pos = pos
-                yield Frame(command_id, status, seq, body)
+                yield _new(Frame, (command_id, status, seq, body))
         finally:
             self._pos = pos
             if pos:

@@ -30,6 +30,8 @@ _SUBMIT_SM = int(CommandId.SUBMIT_SM)
 _TLV_HEADER = struct.Struct(">HH")
 _RECEIPTED_MESSAGE_ID = int(Tag.RECEIPTED_MESSAGE_ID)
 _MESSAGE_STATE = int(Tag.MESSAGE_STATE)
+#: A NamedTuple built without its Python-level ``__new__`` (see smpp.codec): one a receipt.
+_new = tuple.__new__
 
 
 class SubmitTemplate:
@@ -311,4 +313,4 @@ def deliver_fields(frame: Frame) -> DeliverFields:
             if spec is not None and spec[2] and length != spec[2]:
                 raise _tlv_error(body, sm_end, frame)
         offset = stop
-    return DeliverFields(body[n3 + 1], body[n5 + 6 : sm_end], receipted_id, state)
+    return _new(DeliverFields, (body[n3 + 1], body[n5 + 6 : sm_end], receipted_id, state))
