@@ -33,6 +33,12 @@ _MOBILE_NATIONAL: dict[str, re.Pattern[str]] = {
 _NORMALISED: dict[str, re.Pattern[str]] = {
     code: re.compile(code + pattern.pattern) for code, pattern in _MOBILE_NATIONAL.items()
 }
+#: The next most common spellings, ``0812...`` and ``+62812...`` without separators: one
+#: match too (1.2-1.6 -> 0.3 us; half the e2e benchmark's records are spelled otherwise).
+_PREFIXED: dict[str, re.Pattern[str]] = {
+    code: re.compile(rf"(?:\+{code}|0)({pattern.pattern})")
+    for code, pattern in _MOBILE_NATIONAL.items()
+}
 _SEPARATORS = re.compile(r"[\s\-.()]+")
 _DIGITS = re.compile(r"\+?[0-9]+")
 _TRUNK_PREFIX = "0"
@@ -57,6 +63,9 @@ def normalize_msisdn(raw: str, country_code: str = "62") -> str:
         raise ValueError(f"no numbering plan for country code {country_code!r}")
     if _NORMALISED[country_code].fullmatch(raw):
         return raw
+    prefixed = _PREFIXED[country_code].fullmatch(raw)
+    if prefixed is not None:
+        return country_code + prefixed[1]
 
     compact = _SEPARATORS.sub("", raw)
     if not compact:

@@ -134,6 +134,23 @@ def test_a_normalised_number_comes_back_as_it_is_and_near_misses_are_still_refus
             normalize_msisdn(near)
 
 
+def _outcome(raw: str) -> str:
+    try:
+        return normalize_msisdn(raw)
+    except InvalidMsisdn as exc:
+        return f"refused: {exc.reason}"
+
+
+@given(st.sampled_from(["0", "+62"]), st.text(alphabet="0123456789", max_size=16))
+def test_the_short_spellings_fast_path_agrees_with_the_general_steps(
+    prefix: str, digits: str
+) -> None:
+    # "0812..." and "+62812..." take a one-match path; a dash after the prefix sends the
+    # same number through the general steps (separators removed first): same answer,
+    # same reason for a refusal.
+    assert _outcome(prefix + digits) == _outcome(prefix + "-" + digits)
+
+
 @given(st.text(max_size=30))
 def test_arbitrary_text_either_normalises_or_raises_invalid_msisdn(raw: str) -> None:
     try:

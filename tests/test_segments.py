@@ -46,6 +46,7 @@ from smsblast.segments import (
     resolve_bootstrap,
     synthetic_recipients,
 )
+from smsblast.segments import record as record_module
 from smsblast.segments.cli import UsageError
 from smsblast.segments.kafka import topic_partitions
 from smsblast.segments.synthetic import plan
@@ -93,6 +94,25 @@ def test_parse_record_rejects_with_a_fixed_reason(value: bytes | None, reason: s
     # The explanation never echoes the number.
     assert "1234567890" not in str(caught.value)
     assert "555" not in str(caught.value)
+
+
+def _json_answer(decode: Any, text: str) -> tuple[str, Any]:
+    try:
+        return "ok", decode(text)
+    except ValueError as exc:
+        return type(exc).__name__, str(exc)
+
+
+_JSONISH = st.text(alphabet='{}[]":,. 0123456789aeflnrstuNIy\\\n', max_size=40)
+
+
+@given(st.one_of(_JSONISH, _JSONISH.map(lambda t: "{" + t)))
+def test_the_object_fast_path_decodes_and_refuses_like_the_json_decoder(text: str) -> None:
+    # A record that is one bare {...} skips JSONDecoder.decode's Python steps: every other
+    # text, and every error, must still come out exactly as the decoder has it.
+    assert _json_answer(record_module._decode_object, text) == _json_answer(
+        record_module._decode, text
+    )
 
 
 @pytest.mark.parametrize(

@@ -588,17 +588,23 @@ class CampaignRun:
         store_text = not self.template.is_static
         now = asyncio.get_running_loop().time()
         read = 0
-        route_down = {r: p.down_for(now) > ROUTE_DOWN_PARK for r, p in engine.pools.items()}
         # No route may hold more than its share of the memory budget (retries included), so
         # one slow or throttling SMSC cannot starve the others: an equal share, or what the
         # route sends in BACKLOG_SECONDS if more (memory in proportion to throughput: with
         # equal shares a route taking half the traffic parked 22% of a 300k e2e run, and
         # every parked recipient costs a second trip through the ledger).
         equal = max(1000, engine.max_in_memory // max(1, len(engine.pools)))
-        route_share = {
-            r: min(engine.max_in_memory, max(equal, int(p.recent_rate() * BACKLOG_SECONDS)))
-            for r, p in engine.pools.items()
-        }
+        # Parts a route may still take in this batch before its recipients are parked: the
+        # room in its lane's queue and in its share, none while it is down. Nothing else
+        # runs while this loop does, so it is worked out once, not once a record.
+        room = {}
+        for r, p in engine.pools.items():
+            share = min(engine.max_in_memory, max(equal, int(p.recent_rate() * BACKLOG_SECONDS)))
+            room[r] = (
+                -1
+                if p.down_for(now) > ROUTE_DOWN_PARK
+                else min(p.queue_cap - p.lane_backlog(self), share - self._route_jobs[r])
+            )
         template = self.template
         on_missing = self.cfg.on_missing_field
         optout = engine.optout
@@ -655,12 +661,7 @@ class CampaignRun:
                     reject_offsets.append((key, rec.offset))
                     continue
                 assert route is not None
-                pool = engine.pools[route]
-                parked = (
-                    route_down[route]
-                    or pool.lane_backlog(self) + routes_added[route] >= pool.queue_cap
-                    or self._route_jobs[route] + routes_added[route] >= route_share[route]
-                )
+                parked = routes_added[route] >= room[route]
                 if not parked:
                     routes_added[route] += len(parts)
                 claim = _new(
@@ -899,16 +900,17 @@ class CampaignRun:
             self._outcomes[:0] = batch  # not written: keep them for the next flush
             raise
         tracker = self.tracker
-        finished: Counter[tuple[str, str]] = Counter()
+        finished: Counter[tuple[str, State]] = Counter()  # .value once a key, not a row
         for outcome, key, offset, route in batch:
-            if key is not None and outcome.state is not State.PENDING:
+            state = outcome.state
+            if key is not None and state is not State.PENDING:
                 # A PENDING outcome (shutdown) keeps its offset open: the record is
                 # re-read after the restart and sent then.
                 tracker.complete(key, offset)
-            finished[route, outcome.state.value] += 1
+            finished[route, state] += 1
         for (route, state), n in finished.items():
-            self.stats[state] += n
-            m.RECIPIENTS_FINISHED.labels(self.name, route, state).inc(n)
+            self.stats[state.value] += n
+            m.RECIPIENTS_FINISHED.labels(self.name, route, state.value).inc(n)
 
     async def _flush_loop(self) -> None:
         while True:

@@ -9,7 +9,7 @@ VM (2 vCPU EPYC), 5.8 µs with a dashed number and four fields.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
@@ -80,7 +80,24 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
-_decode = json.JSONDecoder(parse_constant=_reject_constant).decode
+_decoder = json.JSONDecoder(parse_constant=_reject_constant)
+_decode = _decoder.decode
+#: The decoder's scanner (an instance attribute the stubs do not declare): C, one call a record.
+_scan: Callable[[str, int], tuple[Any, int]] = vars(_decoder)["scan_once"]
+
+
+def _decode_object(text: str) -> Any:
+    """``_decode(text)`` for the usual record, a bare ``{...}``: the scanner alone, without
+    ``decode``'s two Python frames and whitespace matches (~0.4 us a record, timeit).
+    Anything else, and any error, goes through ``_decode`` for its exact message."""
+    if text[:1] == "{":
+        try:
+            obj, end = _scan(text, 0)
+        except (StopIteration, ValueError):
+            return _decode(text)
+        if end == len(text):
+            return obj
+    return _decode(text)
 
 
 def parse_record(value: bytes | None) -> Recipient:
@@ -100,7 +117,7 @@ def parse_record(value: bytes | None) -> Recipient:
     if len(value) > MAX_RECORD_BYTES:
         raise BadRecord("too_large", f"{len(value)} bytes; the limit is {MAX_RECORD_BYTES}")
     try:
-        obj = _decode(value.decode("utf-8"))
+        obj = _decode_object(value.decode("utf-8"))
     except ValueError as exc:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
         raise BadRecord("not_json", _json_error(exc)) from None
     if type(obj) is not dict:
