@@ -41,6 +41,7 @@ from smsblast.segments import (
     encode_record,
     parse_mix,
     parse_record,
+    parse_record_fields,
     prefix_operator,
     produce,
     resolve_bootstrap,
@@ -119,8 +120,11 @@ def test_the_object_fast_path_decodes_and_refuses_like_the_json_decoder(text: st
     "raw", ["081234567890", "+6281234567890", "6281234567890", "0812-3456-7890", "81234567890"]
 )
 def test_parse_record_normalises_any_accepted_spelling(raw: str) -> None:
-    r = parse_record(json.dumps({"msisdn": raw, "name": "Budi"}).encode())
+    value = json.dumps({"msisdn": raw, "name": "Budi"}).encode()
+    r = parse_record(value)
     assert r == Recipient(msisdn=NUMBER, fields={"name": "Budi"}, raw_msisdn=raw)
+    # The engine's form of the same answer.
+    assert parse_record_fields(value) == (NUMBER, {"name": "Budi"}, raw)
 
 
 def test_parse_record_stringifies_scalar_fields_for_the_template() -> None:

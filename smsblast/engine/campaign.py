@@ -80,7 +80,7 @@ from smsblast.engine.snapshot import SegmentNotFound, segment_end_offsets
 from smsblast.ledger import Claim, Control, Outcome, PendingRow, State
 from smsblast.render import MissingField
 from smsblast.schedule import Wave
-from smsblast.segments import BadRecord, parse_record
+from smsblast.segments import BadRecord, parse_record_fields
 from smsblast.smpp import pdu as P
 from smsblast.smpp.constants import status_name
 from smsblast.smpp.fast import SubmitTemplate
@@ -622,7 +622,7 @@ class CampaignRun:
                 self._read_to[key] = rec.offset + 1
                 read += 1
                 try:
-                    recipient = parse_record(rec.value)
+                    msisdn, fields, _ = parse_record_fields(rec.value)
                 except BadRecord as exc:
                     dead.append((rec, exc.reason, str(exc)))
                     rejects.append(
@@ -630,7 +630,6 @@ class CampaignRun:
                     )
                     reject_offsets.append((key, rec.offset))
                     continue
-                msisdn = recipient.msisdn
                 if msisdn in optout:
                     rejects.append((msisdn, State.SUPPRESSED, "opt-out"))
                     reject_offsets.append((key, rec.offset))
@@ -644,7 +643,7 @@ class CampaignRun:
                     reason = "unroutable"
                 else:
                     try:
-                        text = template.render(recipient.fields, on_missing)
+                        text = template.render(fields, on_missing)
                         if store_text and not text.strip():  # its fields were all blank
                             reason = "empty_text"
                         else:

@@ -49,6 +49,7 @@ from smsblast.segments.record import (
     Recipient,
     encode_record,
     parse_record,
+    parse_record_fields,
     recipient_from_object,
 )
 from smsblast.segments.synthetic import (
@@ -77,6 +78,7 @@ __all__ = [
     "ensure_topic",
     "parse_mix",
     "parse_record",
+    "parse_record_fields",
     "prefix_operator",
     "produce",
     "recipient_from_object",
