@@ -1519,21 +1519,27 @@ class SqliteLedger:
         cid, _ = self._campaign(campaign)
         conn = self._conn
         with self._transaction():
-            for table in ("numbers", "numbers_recent"):
-                conn.execute(
+            gone = {
+                table: conn.execute(
                     f"DELETE FROM {table} WHERE campaign = {cid} AND msisdn IN (SELECT msisdn "
                     f"FROM recipients WHERE id BETWEEN ?1 AND ?2 AND +campaign = {cid})",
                     (low, high),
-                )
+                ).rowcount
+                for table in ("numbers", "numbers_recent")
+            }
             deleted = conn.execute(
                 f"DELETE FROM recipients WHERE id BETWEEN ? AND ? AND +campaign = {cid}",
                 (low, high),
             ).rowcount
-            self._after_commit.append(functools.partial(self._forget, cid, low, high))
+            self._after_commit.append(
+                functools.partial(self._forget, cid, low, high, gone["numbers_recent"])
+            )
         return int(deleted)
 
-    def _forget(self, cid: int, low: int, high: int) -> None:
-        """Drop the numbers of deleted rows ``low..high`` from memory."""
+    def _forget(self, cid: int, low: int, high: int, from_recent: int) -> None:
+        """Drop the numbers of deleted rows ``low..high`` from memory, and count the
+        ``from_recent`` deleted from numbers_recent out of its level."""
+        self._on_disk_recent -= from_recent
         recent = self._recent.get(cid)
         if recent:
             gone = [m for m, rid in recent.items() if low <= rid <= high]

@@ -13,6 +13,7 @@ import sys
 import textwrap
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -1035,3 +1036,29 @@ async def test_async_ledger_reports_an_open_failure_on_use(tmp_path: Path) -> No
         await ledger.campaigns()
     assert isinstance(caught.value.__cause__, sqlite3.OperationalError)
     await ledger.close()
+
+
+def test_after_deleting_rows_numbers_move_on_only_past_the_recent_level(
+    make_ledger: LedgerFactory, db_path: Path
+) -> None:
+    """Numbers deleted from numbers_recent no longer count towards its level: a write
+    moves keys on into numbers only while more than ``recent`` rows are really there."""
+    led = make_ledger(levels=NumbersLevels(in_memory=8, recent=20, move=5))
+    for name in ("wave-1", "wave-2"):
+        led.open_campaign(name, {})
+    for start in range(0, 16, 4):
+        for name in ("wave-1", "wave-2"):
+            led.claim(name, claims_for(range(start, start + 4)), State.PENDING)
+    assert Counter(p[0] for p in where_numbers_are(db_path).values()) == {
+        "numbers_recent": 27,  # past 20: one move of 5 keys so far
+        "numbers": 5,
+    }
+    low, high = led.recipient_ids("wave-1")
+    assert led.delete_recipients("wave-1", low, high) == 16
+    assert Counter(p[0] for p in where_numbers_are(db_path).values()) == {"numbers_recent": 16}
+    for number in (40, 41):  # two write transactions, with 16-17 rows there: no move
+        led.claim("wave-2", claims_for([number]), State.PENDING)
+    assert Counter(p[0] for p in where_numbers_are(db_path).values()) == {
+        "numbers_recent": 16,
+        "memory": 2,
+    }
