@@ -34,7 +34,7 @@ _NORMALISED: dict[str, re.Pattern[str]] = {
     code: re.compile(code + pattern.pattern) for code, pattern in _MOBILE_NATIONAL.items()
 }
 #: The next most common spellings, ``0812...`` and ``+62812...`` without separators: one
-#: match too (1.2-1.6 -> 0.3 us; half the e2e benchmark's records are spelled otherwise).
+#: match too (1.2-1.6 -> 0.45 us; half the e2e benchmark's records are spelled otherwise).
 _PREFIXED: dict[str, re.Pattern[str]] = {
     code: re.compile(rf"(?:\+{code}|0)({pattern.pattern})")
     for code, pattern in _MOBILE_NATIONAL.items()
