@@ -7,23 +7,29 @@ entry (1.1 GB at 17M), so :func:`fingerprint_set` keeps fingerprints in an
 (~180 MB at 17M), at ~0.6 us per insert (1.5 us once the shards hold 17M, mostly cache
 misses).
 
-Fingerprints are BLAKE2b with an 8-octet digest: stable across processes and runs (unlike
-``hash()``, which is salted per process), and uniform, so at 17M entries the chance of any
-false duplicate is about n^2 / 2^65 ~ 1e-5.
+Fingerprints are Python's own ``hash()`` of the bytes (SipHash-1-3, keyed per process),
+as 64 bits: the sets live and die with the simulator process, so a fingerprint never has to
+mean the same thing in another process. It is a keyed hash, so no input is worse than
+another, and at 17M entries the chance of any false duplicate is about n^2 / 2^65 ~ 1e-5.
+Measured: 0.07 us a fingerprint against 0.52 us for the 8-octet BLAKE2b used before
+(timeit), and the simulator takes two a message.
 """
 
 from __future__ import annotations
 
-from hashlib import blake2b
+from typing import Final
 
 from smsblast.intset import IntSet
 
 __all__ = ["fingerprint", "fingerprint_set"]
 
 
+_MASK: Final = (1 << 64) - 1
+
+
 def fingerprint(data: bytes) -> int:
-    """Stable 64-bit fingerprint of ``data``."""
-    return int.from_bytes(blake2b(data, digest_size=8).digest(), "big")
+    """64-bit fingerprint of ``data``, the same for the same bytes within this process."""
+    return hash(data) & _MASK
 
 
 def fingerprint_set() -> IntSet:
