@@ -464,7 +464,18 @@ def _route_counts(routes: Counter[str | None], code: int) -> Counter[tuple[str, 
 
 
 def _split_cached(cache: Mapping[str, _V], keys: Iterable[str]) -> tuple[dict[str, _V], list[str]]:
-    """The keys ``cache`` has, with their values, and the others (in order)."""
+    """The keys ``cache`` has, with their values, and the others (in order).
+
+    The usual cases take a C-level pass: none found (claims of new numbers) or all found
+    (marks and outcomes of recipients just claimed). 5,000 keys: 0.27 -> 0.10 ms none
+    found, 0.29 -> 0.21 ms all found (timeit)."""
+    keys = keys if isinstance(keys, list) else list(keys)
+    if not cache or cache.keys().isdisjoint(keys):
+        return {}, keys
+    try:
+        return {key: cache[key] for key in keys}, []
+    except KeyError:
+        pass
     found: dict[str, _V] = {}
     rest = []
     for key in keys:
@@ -583,7 +594,8 @@ class SqliteLedger:
         )
         self._parked: int = conn.execute("SELECT count(*) FROM unmatched_receipts").fetchone()[0]
         # The numbers of the newest rows (id >= numbers_from), per campaign: msisdn -> id.
-        self._undo: list[tuple[int, str]] = []  # put in _recent by the open transaction
+        #: (campaign id, numbers) put in _recent by the open transaction, a batch at a time
+        self._undo: list[tuple[int, list[str]]] = []
         self._after_commit: list[Callable[[], None]] = []
         self._recent: defaultdict[int, dict[str, int]] = defaultdict(dict)
         row = conn.execute("SELECT value FROM meta WHERE key = 'numbers_from'").fetchone()
@@ -667,9 +679,11 @@ class SqliteLedger:
             self._conn.execute("ROLLBACK")
         self._after_commit.clear()
         while self._undo:  # newest first: numbers this transaction put in memory
-            cid, msisdn = self._undo.pop()
-            self._recent[cid].pop(msisdn, None)
-            self._recent_n -= 1
+            cid, msisdns = self._undo.pop()
+            recent = self._recent[cid]
+            for msisdn in msisdns:
+                recent.pop(msisdn, None)
+            self._recent_n -= len(msisdns)
 
     # ------------------------------------------------------------------ numbers
     def _known(self, cid: int, msisdns: Iterable[str]) -> dict[str, int]:
@@ -703,16 +717,15 @@ class SqliteLedger:
         conn.executemany(sql, rows)
         last = self._next_id()
         if last - first == len(msisdns):  # always, unless a row id was taken out of turn
-            pairs: Iterable[tuple[str, int]] = zip(msisdns, range(first, last), strict=True)
+            self._recent[cid].update(zip(msisdns, range(first, last), strict=True))
+            added = msisdns
         else:
             pairs = conn.execute(
                 f"SELECT msisdn, id FROM recipients WHERE id >= {first} AND +campaign = {cid}"
             ).fetchall()
-        recent = self._recent[cid]
-        undo = self._undo
-        for msisdn, rid in pairs:
-            recent[msisdn] = rid
-            undo.append((cid, msisdn))
+            self._recent[cid].update(pairs)
+            added = [msisdn for msisdn, _ in pairs]
+        self._undo.append((cid, added))
         self._recent_n += len(msisdns)
         self._file_numbers()
         return first, last
@@ -1023,8 +1036,15 @@ class SqliteLedger:
         if not rows:
             return
         for o in rows:
-            if o[5] and not {r[0] for r in o[5]} <= {k for _, _, k in o[4]}:
-                raise LedgerError(f"{o[0]}: an early receipt is not for one of its parts")
+            early = o[5]
+            if not early:
+                continue
+            if len(early) == 1 and len(o[4]) == 1:  # the usual case: no sets to build
+                if early[0][0] == o[4][0][2]:
+                    continue
+            elif {r[0] for r in early} <= {k for _, _, k in o[4]}:
+                continue
+            raise LedgerError(f"{o[0]}: an early receipt is not for one of its parts")
         cid, _ = self._campaign(campaign)
         conn = self._conn
         now = self._clock()

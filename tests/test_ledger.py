@@ -31,6 +31,7 @@ from smsblast.ledger import (
     ReceiptRow,
     SqliteLedger,
     State,
+    _split_cached,
 )
 
 CAMPAIGN = "spring-sale"
@@ -521,13 +522,31 @@ def test_early_receipts_land_as_if_recorded_right_after_their_outcome(
     assert table_rows(joined) == table_rows(apart)
 
 
+_NUMBERS = st.sampled_from([f"6281{i}" for i in range(12)])
+
+
+@given(
+    st.dictionaries(_NUMBERS, st.integers(0, 99)),
+    st.lists(_NUMBERS, max_size=12),
+)
+def test_split_cached_finds_what_the_cache_has_and_keeps_the_rest_in_order(
+    cache: dict[str, int], keys: list[str]
+) -> None:
+    """All found, none found and some found (the three paths) agree with the definition;
+    keys may repeat, and may come as an iterator."""
+    found, rest = _split_cached(cache, iter(keys))
+    assert found == {k: cache[k] for k in keys if k in cache}
+    assert rest == [k for k in keys if k not in cache]
+
+
+@pytest.mark.parametrize("parts", [1, 2])  # one part and one receipt: checked without sets
 def test_an_early_receipt_for_another_part_is_refused_and_nothing_recorded(
-    ledger: SqliteLedger,
+    ledger: SqliteLedger, parts: int
 ) -> None:
     ledger.claim(CAMPAIGN, claims_for(range(2)), State.IN_FLIGHT)
-    stray = Outcome(
-        msisdn(1), State.SUBMITTED, 0, "", submitted(1).message_ids, [("k0-1", "delivered", 2000.0)]
-    )
+    ids = submitted(1, parts).message_ids
+    early = [("k1-1", "delivered", 2000.0)] * (parts - 1) + [("k0-1", "delivered", 2000.0)]
+    stray = Outcome(msisdn(1), State.SUBMITTED, 0, "", ids, early)
     with pytest.raises(LedgerError, match="not for one of its parts"):
         ledger.record_outcomes(CAMPAIGN, [submitted(0), stray])
     assert ledger.counts(CAMPAIGN)["in_flight"] == 2
