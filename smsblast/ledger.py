@@ -312,7 +312,9 @@ class Ledger(Protocol):
     def open_campaign(self, campaign: str, snapshot: dict[str, int] | None) -> CampaignInfo: ...
     def control(self, campaign: str) -> str | None: ...
     def set_control(self, campaign: str, control: str, before_open: bool = False) -> None: ...
-    def claim(self, campaign: str, claims: Sequence[Claim], state: State) -> list[State | None]: ...
+    def claim(
+        self, campaign: str, claims: Sequence[Claim], state: State, in_flight: int = 0
+    ) -> list[State | None]: ...
     def record_rejects(self, campaign: str, rows: Sequence[tuple[str, State, str]]) -> None: ...
     def record_outcomes(self, campaign: str, rows: Sequence[Outcome]) -> None: ...
     def record_receipts(self, rows: Sequence[ReceiptRow]) -> list[ReceiptRow]: ...
@@ -898,17 +900,22 @@ class SqliteLedger:
                 )
 
     # ------------------------------------------------------------------ claims
-    def claim(self, campaign: str, claims: Sequence[Claim], state: State) -> list[State | None]:
+    def claim(
+        self, campaign: str, claims: Sequence[Claim], state: State, in_flight: int = 0
+    ) -> list[State | None]:
         """Insert new recipients with ``state``; report those already known.
 
-        Returns, per claim, ``None`` when it was new (now stored with ``state``) or the state
-        stored before. Within the batch the first claim of a number wins and later ones get
-        ``state``. One transaction: when this returns, the new rows are on disk.
+        The first ``in_flight`` claims are stored IN_FLIGHT instead (recipients the engine
+        sends at once: engine.campaign says when). Returns, per claim, ``None`` when it was
+        new (now stored) or the state stored before. Within the batch the first claim of a
+        number wins, and later ones get the state it was stored with. One transaction: when
+        this returns, the new rows are on disk.
         """
         if not claims:
             return []
         cid, _ = self._campaign(campaign)
         code = _CODE[State(state)]
+        groups = [(claims[:in_flight], _IN_FLIGHT), (claims[in_flight:], code)]
         sources = set(map(_SOURCE, claims))
         self._ensure_sources(sources)
         if len(sources) == 1:
@@ -916,44 +923,59 @@ class SqliteLedger:
         else:
             source_sql = "(SELECT id FROM sources WHERE topic = ?4 AND partition = ?5)"
         now = _sql_float(self._clock())
-        insert = (
-            "INSERT INTO recipients (campaign, msisdn, state, route, parts, source, "
-            "src_offset, text, created_at, updated_at) "
-            f"VALUES ({cid}, ?1, {code}, ?2, ?3, {source_sql}, ?6, ?7, {now}, {now})"
-        )
-        msisdns = list(map(_FIRST, claims))
+        result: list[State | None] = []
+        stored = []
         self._begin()
         try:
-            known = self._known(cid, msisdns)
-            if not known and len(set(msisdns)) == len(msisdns):  # the usual case: all new
-                fresh: Sequence[Claim] = claims
-                result: list[State | None] = [None] * len(claims)
-            else:  # some known, or repeated in the batch (the first claims it)
-                rows = self._rows_by_id(known.values())
-                if len(rows) != len(set(known.values())):
-                    raise LedgerError(f"{self.path}: numbers point to missing recipient rows")
-                result = []
-                fresh = []
-                seen: set[str] = set()
-                for c in claims:
-                    rid = known.get(c[0])
-                    if rid is not None:
-                        result.append(_STATE_OF[rows[rid][1]])
-                    elif c[0] in seen:
-                        result.append(_STATE_OF[code])
-                    else:
-                        seen.add(c[0])
-                        fresh.append(c)
-                        result.append(None)
-                msisdns = list(map(_FIRST, fresh))
-            first, last = self._insert_recipients(cid, insert, fresh, msisdns)
-            self._tally(cid, _route_counts(Counter(map(_ROUTE, fresh)), code))
+            for group, group_code in groups:
+                if group:
+                    insert = (
+                        "INSERT INTO recipients (campaign, msisdn, state, route, parts, source, "
+                        "src_offset, text, created_at, updated_at) "
+                        f"VALUES ({cid}, ?1, {group_code}, ?2, ?3, {source_sql}, ?6, ?7, {now}, "
+                        f"{now})"
+                    )
+                    fresh, first, last = self._claim_group(cid, group, group_code, insert, result)
+                    stored.append((fresh, group_code, first, last))
         except BaseException:
             self._rollback()
             raise
         self._commit()
-        self._remember(cid, fresh, code, first, last)
+        for fresh, group_code, first, last in stored:
+            self._remember(cid, fresh, group_code, first, last)
         return result
+
+    def _claim_group(
+        self, cid: int, claims: Sequence[Claim], code: int, insert: str, result: list[State | None]
+    ) -> tuple[Sequence[Claim], int, int]:
+        """Within :meth:`claim`'s transaction: insert the new ones of ``claims`` with state
+        ``code`` and append, per claim, what :meth:`claim` returns to ``result``. Returns the
+        new claims and their row ids (first, last + 1)."""
+        msisdns = list(map(_FIRST, claims))
+        known = self._known(cid, msisdns)
+        if not known and len(set(msisdns)) == len(msisdns):  # the usual case: all new
+            fresh: Sequence[Claim] = claims
+            result += [None] * len(claims)
+        else:  # some known, or repeated in the batch (the first claims it)
+            rows = self._rows_by_id(known.values())
+            if len(rows) != len(set(known.values())):
+                raise LedgerError(f"{self.path}: numbers point to missing recipient rows")
+            fresh = []
+            seen: set[str] = set()
+            for c in claims:
+                rid = known.get(c[0])
+                if rid is not None:
+                    result.append(_STATE_OF[rows[rid][1]])
+                elif c[0] in seen:
+                    result.append(_STATE_OF[code])
+                else:
+                    seen.add(c[0])
+                    fresh.append(c)
+                    result.append(None)
+            msisdns = list(map(_FIRST, fresh))
+        first, last = self._insert_recipients(cid, insert, fresh, msisdns)
+        self._tally(cid, _route_counts(Counter(map(_ROUTE, fresh)), code))
+        return fresh, first, last
 
     def _rows_by_id(self, ids: Iterable[int]) -> dict[int, list[Any]]:
         """row id -> [id, state code, route or '', parts, delivered] of the rows that exist."""
@@ -1725,9 +1747,11 @@ class AsyncLedger:
         await self._call("set_control", campaign, control, before_open)
 
     async def claim(
-        self, campaign: str, claims: Sequence[Claim], state: State
+        self, campaign: str, claims: Sequence[Claim], state: State, in_flight: int = 0
     ) -> list[State | None]:
-        return cast("list[State | None]", await self._call("claim", campaign, claims, state))
+        return cast(
+            "list[State | None]", await self._call("claim", campaign, claims, state, in_flight)
+        )
 
     async def record_rejects(self, campaign: str, rows: Sequence[tuple[str, State, str]]) -> None:
         await self._call("record_rejects", campaign, rows)

@@ -197,8 +197,10 @@ async def test_a_refusal_during_the_claim_round_trip_is_honoured(
         """Adds ``late`` to the engine's opt-out list (on the engine's loop) while it
         claims them, after the engine checked them against the list."""
 
-        def claim(self, campaign: str, claims: Sequence[Claim], state: State) -> list[Any]:
-            result = super().claim(campaign, claims, state)
+        def claim(
+            self, campaign: str, claims: Sequence[Claim], state: State, in_flight: int = 0
+        ) -> list[Any]:
+            result = super().claim(campaign, claims, state, in_flight)
             refusing = [c.msisdn for c in claims if c.msisdn in late]
             added = threading.Event()
 

@@ -853,6 +853,54 @@ def test_deleting_rows_takes_their_numbers_from_every_level(
     assert all(len(p) == 1 for p in where_numbers_are(db_path).values())
 
 
+def test_the_first_in_flight_claims_are_stored_in_flight_in_the_same_transaction(
+    ledger: SqliteLedger, make_ledger: LedgerFactory
+) -> None:
+    """The engine claims recipients it sends at once IN_FLIGHT, the rest PENDING, in one
+    call: a number in both groups is claimed by its first (IN_FLIGHT) claim, and the
+    others see the state it was stored with; numbers known before keep theirs."""
+    ledger.claim(CAMPAIGN, claims_for([9]), State.SUBMITTED)
+    batch = claims_for([1, 2, 3]) + claims_for([4, 2, 9, 4])
+    assert ledger.claim(CAMPAIGN, batch, State.PENDING, in_flight=3) == [
+        None,
+        None,
+        None,
+        None,
+        State.IN_FLIGHT,
+        State.SUBMITTED,
+        State.PENDING,
+    ]
+    assert ledger.counts(CAMPAIGN)["in_flight"] == 3
+    assert ledger.counts(CAMPAIGN)["pending"] == 1
+    assert_tallies_match_rows(ledger)
+    ledger.close()
+    reopened = make_ledger()
+    assert reopened.in_flight(CAMPAIGN, 10) == [msisdn(1), msisdn(2), msisdn(3)]
+    assert reopened.pending(CAMPAIGN, "tsel", 10)[0].msisdn == msisdn(4)
+
+
+def test_a_failed_claim_with_in_flight_claims_stores_neither_group(
+    ledger: SqliteLedger, db_path: Path
+) -> None:
+    """Both groups are one transaction: when the second fails, the first is not left
+    IN_FLIGHT (never sent, it would be reported UNKNOWN after a restart)."""
+    conn = sqlite3.connect(db_path)
+    conn.execute(
+        "CREATE TRIGGER full BEFORE INSERT ON tallies WHEN NEW.route = 'boom' "
+        "BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END"
+    )
+    conn.commit()
+    batch = claims_for(range(3)) + claims_for(range(3, 6), route="boom")
+    with pytest.raises(sqlite3.IntegrityError, match="disk is full"):
+        ledger.claim(CAMPAIGN, batch, State.PENDING, in_flight=3)
+    conn.execute("DROP TRIGGER full")
+    conn.commit()
+    conn.close()
+    assert ledger.counts(CAMPAIGN)["in_flight"] == 0
+    assert ledger.claim(CAMPAIGN, claims_for(range(6)), State.PENDING) == [None] * 6
+    assert_tallies_match_rows(ledger)
+
+
 def test_a_rolled_back_claim_leaves_its_numbers_unknown(
     ledger: SqliteLedger, db_path: Path
 ) -> None:

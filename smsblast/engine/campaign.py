@@ -21,7 +21,10 @@ durable fact in the ledger before its offset may be committed:
   restart): nothing new; the ledger's answer to ``claim`` says so;
 * otherwise the recipient is claimed PENDING in one ledger transaction per
   batch and queued on its route; the route's armer marks it IN_FLIGHT, again
-  in batches, just before its parts are written (see engine.pool). After a
+  in batches, just before its parts are written (see engine.pool). While the
+  armer would do so at once anyway (nothing waiting on the route, room in its
+  armed queue), the recipient is claimed IN_FLIGHT in that same transaction
+  and handed to the binds: one write instead of two. After a
   crash a PENDING recipient is simply sent again (by the backfill loop, never
   by re-reading its record) and only an IN_FLIGHT one is uncertain. If the
   route's backlog is full (a slow or dead SMSC) the recipient is parked: left
@@ -703,19 +706,26 @@ class CampaignRun:
         self.stats["suppressed"] += sum(1 for _, s, _ in rejects if s is State.SUPPRESSED)
         if not claims:
             return
-        # Every new recipient is claimed PENDING (durable, resendable); the pool's
-        # armer marks it IN_FLIGHT just before its parts are written.
+        # A new recipient is claimed PENDING (durable, resendable) and queued; the pool's
+        # armer marks it IN_FLIGHT just before its parts are written. While the armer
+        # would arm it at once anyway (RoutePool.direct_room), it is claimed IN_FLIGHT
+        # instead and its parts go straight to the armed queue: one ledger write instead
+        # of two. Those claims go first, so the ledger stores them IN_FLIGHT.
+        ordered = self._direct_first(claims)
+        direct = sum(1 for c in ordered if c[5])
         existing = await engine.ledger.claim(
-            self.name, [c for c, _, _, _, _ in claims], State.PENDING
+            self.name, [c[0] for c in ordered], State.PENDING, direct
         )
         # Classified in one pass (a number twice in the batch must find its first claim
         # in _active), started a slice at a time with a turn of the loop between slices.
         starts = []
-        for (claim, key, offset, parts, parked), before in zip(claims, existing, strict=True):
+        for (claim, key, offset, parts, parked, armed), before in zip(
+            ordered, existing, strict=True
+        ):
             route = claim.route or ""
             if before is None and not parked:
                 self._active.add(claim.msisdn)
-                starts.append((claim.msisdn, route, parts, key, offset, optout_version))
+                starts.append((claim.msisdn, route, parts, key, offset, optout_version, armed))
                 continue
             if before is None:  # parked: durable; the backfill sends it when the route can
                 self.pending_routes.add(route)
@@ -732,6 +742,27 @@ class CampaignRun:
                 await asyncio.sleep(0)
             for start in starts[at : at + SLICE]:
                 self._start(*start)
+
+    def _direct_first(
+        self, claims: Sequence[tuple[Claim, PartKey, int, tuple[PartSpec, ...], bool]]
+    ) -> list[tuple[Claim, PartKey, int, tuple[PartSpec, ...], bool, bool]]:
+        """The batch's claims, each with whether it is claimed IN_FLIGHT and handed
+        straight to its binds, those first: unparked recipients, as many parts a route as
+        its pool has direct room for (RoutePool.direct_room)."""
+        room = {route: pool.direct_room(self) for route, pool in self.engine.pools.items()}
+        if not any(room.values()):
+            return [(*c, False) for c in claims]
+        direct = []
+        rest = []
+        for c in claims:
+            route, parts, parked = c[0].route or "", c[3], c[4]
+            free = room.get(route, 0)
+            if not parked and free >= len(parts):
+                room[route] = free - len(parts)
+                direct.append((*c, True))
+            else:
+                rest.append((*c, False))
+        return direct + rest
 
     def _split(self, text: str) -> tuple[PartSpec, ...]:
         cached = self._split_cache.get(text)
@@ -759,8 +790,10 @@ class CampaignRun:
         key: PartKey | None,
         offset: int,
         optout_version: int,
+        armed: bool = False,
     ) -> None:
-        """Queue a claimed recipient's parts on its route. ``optout_version``: the opt-out
+        """Queue a claimed recipient's parts on its route, or, ``armed`` (claimed
+        IN_FLIGHT: see _record), hand them to its binds. ``optout_version``: the opt-out
         list's version it was checked against (it is checked again before it is armed if
         the list has changed since: a claim's round trip, or a turn of the loop, may let a
         refusal in)."""
@@ -776,12 +809,25 @@ class CampaignRun:
         )
         self._jobs_seen += 1
         self._parts_seen += len(parts)
-        pool = self.engine.pools[route]
-        for i in range(len(parts)):
-            pool.enqueue(_new(WorkItem, (job, i, 0)))
         self._active.add(msisdn)
         self._route_jobs[route] += 1
         self.in_memory += 1
+        pool = self.engine.pools[route]
+        if not armed:
+            for i in range(len(parts)):
+                pool.enqueue(_new(WorkItem, (job, i, 0)))
+            return
+        # What the armer does before it hands parts on (engine.Engine._arm): the last
+        # look at the opt-out list. Refused, the IN_FLIGHT claim becomes SUPPRESSED.
+        optout = self.engine.optout
+        if optout_version != optout.version:
+            if msisdn in optout:
+                log.info("a claimed recipient opted out meanwhile: not sent")
+                self.refuse(job)
+                return
+            job.optout_version = optout.version
+        job.armed = True
+        pool.arm_claimed(self, [_new(WorkItem, (job, i, 0)) for i in range(len(parts))])
 
     # ------------------------------------------------------------------ outcomes
     def on_part_outcome(self, worker: BindWorker, item: WorkItem, outcome: SubmitOutcome) -> None:

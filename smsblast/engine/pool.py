@@ -10,7 +10,12 @@ time, to ``armed`` once the ledger has durably marked them IN_FLIGHT: only
 armed parts are ever written, so a crash can leave at most the armed buffer
 plus the windows UNKNOWN. The buffer is kept just deep enough to keep every
 bind busy (window + 100 ms of its rate), so the order in which lanes are armed
-is the order in which the binds send:
+is the order in which the binds send. While the armer would arm a campaign's
+new recipients at once anyway (:meth:`RoutePool.direct_room`: its lane open
+and unpaced, no lane waiting, room under that depth), the campaign claims them
+IN_FLIGHT and puts them in ``armed`` itself (:meth:`RoutePool.arm_claimed`):
+one ledger write a recipient instead of two, the same bound on what a crash
+leaves UNKNOWN. Otherwise:
 
 * a lane whose gate is closed (campaign paused, cancelled, in quiet hours or
   not started) is skipped: its parts wait, nothing is dropped;
@@ -77,6 +82,7 @@ LIMITER_GUARD = 0.005
 THROTTLE_PAUSE_MIN = 0.05
 THROTTLE_PAUSE_MAX = 1.0
 CONTROL_TICK = 0.1  # the pool's timer: AIMD ticks and the 1-second accepted counts
+ARM_BATCH = 5000  # parts armed at once at most (one ledger call)
 CONGESTION = frozenset((Status.RTHROTTLED, Status.RMSGQFUL))
 
 
@@ -383,6 +389,29 @@ class RoutePool:
         """Armed parts that keep every sending bind busy: window + 100 ms of its rate."""
         return sum(w.config.window + int(w.limiter.rate * 0.1) + 1 for w in self.workers if w.sends)
 
+    def direct_room(self, run: object) -> int:
+        """Parts of ``run``'s new recipients that may skip its lane and the armer: claimed
+        IN_FLIGHT and handed to :meth:`arm_claimed`. Only while the armer would arm them at
+        once anyway (``run``'s lane open and unpaced, no lane of any campaign with parts
+        waiting, a bind up), and up to what it would arm in one go; else 0."""
+        lane = self.lanes.get(run)
+        if lane is None or not lane.open or lane.pacer is not None or not self.binds_up:
+            return 0
+        if any(other.queue for other in self.lanes.values()):
+            return 0
+        return max(0, min(self.arm_target - len(self.armed), ARM_BATCH))
+
+    def arm_claimed(self, run: object, items: list[WorkItem]) -> None:
+        """Parts of a recipient claimed IN_FLIGHT (:meth:`direct_room`): ready to write, as
+        if the armer had marked them. If ``run``'s gate closed meanwhile they go back to its
+        lane, as armed parts do (and PENDING again in the ledger)."""
+        self.armed.extend(items)
+        lane = self.lanes.get(run)
+        if lane is not None and not lane.open:
+            self._hold(run)
+        if not self._work.is_set():
+            self._work.set()
+
     def _pick(self, n: int, now: float) -> tuple[list[WorkItem], float | None]:
         """Up to ``n`` parts from the open lanes, by pacer and weight; else how long to wait
         (None: nothing is waiting in an open lane)."""
@@ -422,7 +451,7 @@ class RoutePool:
             if len(self.armed) >= max(1, target // 2):
                 await asyncio.sleep(0.002)
                 continue
-            n = min(max(target - len(self.armed), 1), 5000)
+            n = min(max(target - len(self.armed), 1), ARM_BATCH)
             batch, wait = self._pick(n, loop.time())
             if not batch:
                 with contextlib.suppress(TimeoutError):
