@@ -28,7 +28,7 @@ from smsblast.cli import main
 from smsblast.config import EngineConfig
 from smsblast.engine.engine import Engine
 from smsblast.engine.jobs import Job, WorkItem
-from smsblast.engine.pool import RoutePool, never_written
+from smsblast.engine.pool import ARM_BATCH, RoutePool, never_written
 from smsblast.ledger import AsyncLedger
 from smsblast.simulator import Simulator
 from smsblast.smpp.parts import submit_parts
@@ -709,6 +709,70 @@ async def test_closing_a_gate_takes_its_armed_parts_back_in_order() -> None:
     pool.set_gate(paused, True)
     pool.retry(WorkItem(mine[1].job, 0, 1))
     assert pool.armed[0].job is mine[1].job
+
+
+class FakeWorker:
+    """What the pool reads of a bind worker to size its armed queue."""
+
+    sends = True
+
+    def __init__(self, window: int, rate: float) -> None:
+        self.is_up = True
+        self.config = type("Config", (), {"window": window})()
+        self.limiter = type("Limiter", (), {"rate": rate})()
+
+
+async def test_new_recipients_skip_the_armer_only_while_it_would_arm_them_at_once() -> None:
+    """direct_room: what the campaign may claim IN_FLIGHT and hand over itself. None while
+    another lane waits (the armer shares by weight), the lane is paced or closed, or no
+    bind is up; else the room left under the arm target, at most one arming batch."""
+    pool = RoutePool("r", 100, lambda *_: None, never_armed)
+    run, other = FakeRun(), FakeRun()
+    assert pool.direct_room(run) == 0  # no lane: the run has not started on this route
+    pool.lane(run)
+    pool.lane(other)
+    assert pool.direct_room(run) == 0  # no bind
+    worker = FakeWorker(window=10, rate=100.0)
+    pool.add_worker(cast(Any, worker))
+    assert pool.direct_room(run) == 21  # window 10 + 100 ms at 100/s + 1
+    pool.armed.extend(items(other, 5))
+    assert pool.direct_room(run) == 16
+    pool.lane(other).queue.extend(items(other, 1, start=50))
+    assert pool.direct_room(run) == 0
+    pool.lane(other).queue.clear()
+    pool.set_pace(run, 50.0)
+    assert pool.direct_room(run) == 0  # only the armer keeps to a pacer
+    pool.set_pace(run, None)
+    pool.set_gate(run, False)
+    assert pool.direct_room(run) == 0
+    pool.set_gate(run, True)
+    worker.is_up = False
+    assert pool.direct_room(run) == 0
+    worker.is_up = True
+    worker.limiter.rate = 10_000_000.0
+    assert pool.direct_room(run) == ARM_BATCH
+
+
+async def test_parts_claimed_in_flight_go_to_the_binds_or_back_to_a_closed_lane() -> None:
+    disarmed: list[str] = []
+    pool = RoutePool(
+        "r", 100, lambda *_: None, never_armed, lambda jobs: disarmed.extend(j.msisdn for j in jobs)
+    )
+    run = FakeRun()
+    pool.lane(run)
+    first = items(run, 2)
+    for item in first:
+        item.job.armed = True
+    pool.arm_claimed(run, first)
+    assert msisdns(pool.armed) == msisdns(first)
+    pool.set_gate(run, False)  # paused: the armed parts go back, PENDING again
+    assert msisdns(pool.lane(run).queue) == msisdns(first) and disarmed == msisdns(first)
+    late = items(run, 1, start=10)  # claimed IN_FLIGHT before the pause, started after it
+    late[0].job.armed = True
+    pool.arm_claimed(run, late)
+    assert not pool.armed
+    assert msisdns(pool.lane(run).queue) == msisdns(late + first)
+    assert disarmed == msisdns(first + late)
 
 
 async def test_a_gate_closing_while_the_ledger_marks_holds_that_batch() -> None:

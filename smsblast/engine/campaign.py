@@ -817,15 +817,10 @@ class CampaignRun:
             for i in range(len(parts)):
                 pool.enqueue(_new(WorkItem, (job, i, 0)))
             return
-        # What the armer does before it hands parts on (engine.Engine._arm): the last
-        # look at the opt-out list. Refused, the IN_FLIGHT claim becomes SUPPRESSED.
-        optout = self.engine.optout
-        if optout_version != optout.version:
-            if msisdn in optout:
-                log.info("a claimed recipient opted out meanwhile: not sent")
-                self.refuse(job)
-                return
-            job.optout_version = optout.version
+        # As the armer does before it hands parts on: refused, the IN_FLIGHT claim
+        # becomes SUPPRESSED.
+        if self.engine.refused_since_checked(job):
+            return
         job.armed = True
         pool.arm_claimed(self, [_new(WorkItem, (job, i, 0)) for i in range(len(parts))])
 

@@ -97,8 +97,6 @@ class Engine:
         A recipient checked against the opt-out list before the list grew is checked again
         here, the last moment before it can be sent: one who opted out while waiting in
         memory is settled SUPPRESSED, and none of its parts is returned."""
-        optout = self.optout
-        version = optout.version
         by_run: dict[str, list[str]] = {}
         jobs = []
         dropped = refused = 0
@@ -109,13 +107,10 @@ class Engine:
             if job.suppressed:  # refused when one of its earlier parts came here
                 dropped += 1
                 continue
-            if job.optout_version != version:
-                if job.msisdn in optout:
-                    job.run.refuse(job)
-                    refused += 1
-                    dropped += 1
-                    continue
-                job.optout_version = version
+            if self.refused_since_checked(job):
+                refused += 1
+                dropped += 1
+                continue
             job.armed = True
             jobs.append(job)
             by_run.setdefault(job.run.name, []).append(job.msisdn)
@@ -131,6 +126,19 @@ class Engine:
         if refused:
             log.info("%d queued recipient(s) opted out meanwhile: not sent", refused)
         return [item for item in items if not item.job.suppressed]
+
+    def refused_since_checked(self, job: Job) -> bool:
+        """The last look at the opt-out list before ``job``'s parts may be written: if the
+        list changed since the job was checked and now has its number, the job is refused
+        (settled SUPPRESSED) and this is True; else the job is up to date with the list."""
+        optout = self.optout
+        if job.optout_version == optout.version:
+            return False
+        if job.msisdn in optout:
+            job.run.refuse(job)
+            return True
+        job.optout_version = optout.version
+        return False
 
     def _disarm(self, jobs: list[Job]) -> None:
         """Jobs a closed gate took back before any part was written: PENDING again.
