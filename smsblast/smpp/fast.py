@@ -148,7 +148,7 @@ def _tlv_error(body: bytes, offset: int, frame: Frame) -> PduError:
 def parse_submit_sm(frame: Frame) -> SubmitView:
     """Parse a submit_sm frame's body quickly.
 
-    The simulator parses every submit_sm with this (~2.0 -> ~1.1 us, timeit): nothing is
+    The simulator parses every submit_sm with this (2.0 -> 1.3 us, timeit): nothing is
     built for the error cases (statuses, messages) until one happens.
 
     Raises:
