@@ -46,7 +46,7 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from smsblast import metrics as m
@@ -405,10 +405,16 @@ class RoutePool:
         """Parts of a recipient claimed IN_FLIGHT (:meth:`direct_room`): ready to write, as
         if the armer had marked them. If ``run``'s gate closed meanwhile they go back to its
         lane, as armed parts do (and PENDING again in the ledger)."""
+        self._hand_over(items, (run,))
+
+    def _hand_over(self, items: list[WorkItem], runs: Iterable[object]) -> None:
+        """Armed ``items`` (of ``runs``) join the queue the pumps write from; a run whose
+        gate closed while they were being armed gets its parts back (:meth:`_hold`)."""
         self.armed.extend(items)
-        lane = self.lanes.get(run)
-        if lane is not None and not lane.open:
-            self._hold(run)
+        for run in runs:
+            lane = self.lanes.get(run)
+            if lane is not None and not lane.open:
+                self._hold(run)
         if not self._work.is_set():
             self._work.set()
 
@@ -465,14 +471,9 @@ class RoutePool:
                     self.lane(item.job.run).queue.appendleft(item)
                 await asyncio.sleep(0.5)
                 continue
-            self.armed.extend(batch)
-            for run in {item.job.run for item in batch}:
-                lane = self.lanes.get(run)
-                if lane is not None and not lane.open:  # closed while the ledger marked
-                    self._hold(run)
+            # A gate may have closed while the ledger marked: _hand_over holds its parts.
+            self._hand_over(batch, {item.job.run for item in batch})
             self._m_queue.set(self.backlog)
-            if not self._work.is_set():
-                self._work.set()
 
     async def _control_loop(self) -> None:
         loop = asyncio.get_running_loop()
